@@ -1,0 +1,205 @@
+"""The application service on the event store: loads aggregates, calls them, saves.
+
+It is synchronous (the `eventsourcing` library is): async callers run it in a thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlparse
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from commands.blobs import BlobStore, content_hash
+from commands.images import ImageRejected, inspect_image
+from domain.import_job import ImportJob
+from domain.photo import Photo, PhotoStatus, photo_id_for
+
+
+def persistence_env(dsn: str) -> dict[str, str]:
+    """Maps an event-store DSN (sqlite:///path or postgresql://…) to eventsourcing's settings."""
+    url = urlparse(dsn)
+    if url.scheme == "sqlite":
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": unquote(url.path),
+            "SQLITE_LOCK_TIMEOUT": "30",
+        }
+    if url.scheme in ("postgresql", "postgres"):
+        query = dict(part.split("=", 1) for part in url.query.split("&") if "=" in part)
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": url.path.lstrip("/"),
+            "POSTGRES_HOST": url.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(url.port or 5432),
+            "POSTGRES_USER": unquote(url.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(url.password or ""),
+        }
+        if "schema" in query:
+            env["POSTGRES_SCHEMA"] = query["schema"]
+        return env
+    raise ValueError(f"unsupported event store DSN scheme {url.scheme!r}")
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    """What became of one set of bytes: a new photo, a known one, or a rejection."""
+
+    photo_id: UUID
+    status: str  # "new", "duplicate" or "rejected"
+    reason: str = ""
+
+
+class FaceSearchApp(Application[UUID]):
+    name = "facesearch"
+    # Aggregates are kept in memory between commands: import jobs grow long.
+    env = {"AGGREGATE_CACHE_MAXSIZE": "1000"}
+
+    def __init__(self, dsn: str, blobs: BlobStore, max_image_pixels: int) -> None:
+        super().__init__(env=persistence_env(dsn))
+        self.blobs = blobs
+        self.max_image_pixels = max_image_pixels
+
+    # Photos --------------------------------------------------------------------------------
+
+    def store_photo(
+        self,
+        data: bytes,
+        *,
+        owner: str,
+        source: str,
+        source_ref: str,
+        import_job: ImportJob | None = None,
+    ) -> StoreOutcome:
+        """Records bytes as a photo (or a rejection) and, atomically with it, the job's progress."""
+        digest = content_hash(data)
+        import_id = str(import_job.id) if import_job else None
+        existing = self._get_photo(photo_id_for(owner, digest))
+        if existing is not None:
+            existing.add_source(source, source_ref, import_id)
+            outcome = StoreOutcome(existing.id, "duplicate")
+            if existing.status == PhotoStatus.rejected:
+                outcome = StoreOutcome(existing.id, "rejected", "rejected before")
+            self._record_outcome(import_job, source_ref, outcome)
+            self.save(existing, *( [import_job] if import_job else []))
+            return outcome
+        try:
+            info = inspect_image(data, self.max_image_pixels)
+        except ImageRejected as rejection:
+            photo = Photo.rejected(
+                owner=owner,
+                source=source,
+                source_ref=source_ref,
+                import_id=import_id,
+                content_hash=digest,
+                size=len(data),
+                reason=str(rejection),
+            )
+            outcome = StoreOutcome(photo.id, "rejected", str(rejection))
+        else:
+            self.blobs.put(data)  # before the event: an event never points at missing bytes
+            photo = Photo.imported(
+                owner=owner,
+                source=source,
+                source_ref=source_ref,
+                import_id=import_id,
+                content_hash=digest,
+                size=len(data),
+                width=info.width,
+                height=info.height,
+                mime_type=info.mime_type,
+            )
+            outcome = StoreOutcome(photo.id, "new")
+        self._record_outcome(import_job, source_ref, outcome)
+        try:
+            self.save(photo, *([import_job] if import_job else []))
+        except IntegrityError:
+            # Another process stored the same bytes at the same moment: retry as a duplicate.
+            if import_job is not None:
+                import_job = self.repository.get(import_job.id, skip_cache=True)
+            return self.store_photo(data, owner=owner, source=source, source_ref=source_ref, import_job=import_job)
+        return outcome
+
+    @staticmethod
+    def _record_outcome(job: ImportJob | None, source_ref: str, outcome: StoreOutcome) -> None:
+        if job is None:
+            return
+        if outcome.status == "rejected":
+            job.record_failed(source_ref, outcome.reason)
+        else:
+            job.record_stored(source_ref, str(outcome.photo_id), duplicate=outcome.status == "duplicate")
+
+    def _get_photo(self, photo_id: UUID) -> Photo | None:
+        try:
+            return self.repository.get(photo_id)
+        except AggregateNotFoundError:
+            return None
+
+    def get_photo(self, photo_id: UUID) -> Photo:
+        return self.repository.get(photo_id)
+
+    def record_faces(
+        self,
+        photo_id: UUID,
+        detector: str,
+        detector_version: str,
+        faces: list[dict[str, Any]],
+        embeddings: list[dict[str, Any]],
+        timing_ms: dict[str, float],
+    ) -> bool:
+        """Records one photo's analysis at once; False when it was already analysed (a redelivery)."""
+        photo = self.repository.get(photo_id)
+        if not photo.needs_analysis:
+            return False
+        photo.record_faces(detector, detector_version, faces, timing_ms)
+        for embedding in embeddings:
+            photo.record_embedding(**embedding)
+        try:
+            self.save(photo)
+        except IntegrityError:  # another worker got there first
+            return False
+        return True
+
+    def record_analysis_failure(self, photo_id: UUID, reason: str) -> None:
+        photo = self.repository.get(photo_id)
+        photo.record_failure(reason)
+        self.save(photo)
+
+    def delete_photo(self, photo_id: UUID) -> None:
+        photo = self.repository.get(photo_id)
+        photo.delete()
+        self.save(photo)
+
+    # Import jobs ---------------------------------------------------------------------------
+
+    def request_import(self, *, owner: str, source: str, target: str, options: dict[str, Any] | None = None) -> UUID:
+        job = ImportJob.request(owner=owner, source=source, target=target, options=options)
+        self.save(job)
+        return job.id
+
+    def get_import(self, import_id: UUID) -> ImportJob:
+        return self.repository.get(import_id)
+
+    def save_import(self, job: ImportJob) -> None:
+        self.save(job)
+
+    def open_import_ids(self) -> list[UUID]:
+        """Import jobs that never completed, failed or were cancelled (to resume after a crash)."""
+        ids = []
+        for notification in self.recorder.select_notifications(
+            start=None, limit=1_000_000, topics=[_topic_of(ImportJob, "ImportRequested")]
+        ):
+            job = self.repository.get(notification.originator_id)
+            if job.is_open:
+                ids.append(job.id)
+        return ids
+
+
+def _topic_of(aggregate: type, event_name: str) -> str:
+    from eventsourcing.utils import get_topic
+
+    module = __import__(aggregate.__module__, fromlist=[event_name])
+    return get_topic(getattr(module, event_name))

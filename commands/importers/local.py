@@ -1,0 +1,151 @@
+"""Local folder source: every image under a folder, recursively, in a stable order.
+
+Only folders under the configured allowed roots can be imported; every path is
+resolved (symlinks followed) and must stay under a root, so a symlink cannot lead
+outside. Images are recognised by their first bytes, not by extension.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from commands.importers.base import (
+    AccessDenied,
+    BadLink,
+    Discovered,
+    PhotoTooLarge,
+    RemotePhoto,
+    SkippedItem,
+    SourceStats,
+    UnsupportedImage,
+    sniff_image,
+    verify_checksums,
+)
+
+try:  # HEIC decodes only with pillow-heif; without it HEIC files are skipped.
+    import pillow_heif  # type: ignore[import-not-found]  # noqa: F401
+
+    HEIC_SUPPORTED = True
+except ImportError:
+    HEIC_SUPPORTED = False
+
+_SNIFF_BYTES = 32
+
+
+class LocalFolderSource:
+    """Images under `folder`, which must resolve inside one of `allowed_roots`."""
+
+    source = "local"
+
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        allowed_roots: Iterable[str | os.PathLike[str]],
+        *,
+        max_bytes: int = 50 * 1024 * 1024,
+        heic_supported: bool = HEIC_SUPPORTED,
+    ) -> None:
+        self._roots = [Path(r).resolve() for r in allowed_roots]
+        if not self._roots:
+            raise AccessDenied("local imports are turned off: no allowed folders are configured")
+        text = os.fspath(folder)
+        if not text or "\x00" in text:
+            raise BadLink("the folder path is empty or malformed")
+        requested = Path(text)
+        if not requested.is_absolute():
+            raise BadLink("give the folder as an absolute path")
+        resolved = requested.resolve()
+        if not self._allowed(resolved):
+            raise AccessDenied(f"{requested} is outside the folders allowed for import")
+        if not resolved.is_dir():
+            raise BadLink(f"{requested} is not a folder")
+        self.folder = resolved
+        self._max_bytes = max_bytes
+        self._heic = heic_supported
+        self.stats = SourceStats()
+
+    def __repr__(self) -> str:
+        return f"LocalFolderSource(folder={str(self.folder)!r})"
+
+    def __enter__(self) -> LocalFolderSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pass
+
+    def _allowed(self, path: Path) -> bool:
+        return any(path == root or path.is_relative_to(root) for root in self._roots)
+
+    def discover(self) -> Iterator[Discovered]:
+        """Files sorted by path; links leading outside the allowed roots are skipped."""
+        seen_dirs: set[Path] = set()
+        yield from self._walk(self.folder, seen_dirs)
+
+    def _walk(self, folder: Path, seen_dirs: set[Path]) -> Iterator[Discovered]:
+        seen_dirs.add(folder)
+        try:
+            entries = sorted(folder.iterdir(), key=lambda p: p.name)
+        except OSError as exc:
+            yield SkippedItem(self.source, f"local:{folder}", folder.name, f"cannot read folder ({exc.strerror})")
+            return
+        subfolders: list[Path] = []
+        for entry in entries:
+            resolved = entry.resolve()
+            if not self._allowed(resolved):
+                yield SkippedItem(self.source, f"local:{entry}", entry.name,
+                                  "a link leading outside the allowed folders")
+                continue
+            try:
+                info = resolved.stat()
+            except OSError:
+                yield SkippedItem(self.source, f"local:{entry}", entry.name, "broken link or unreadable file")
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                if resolved not in seen_dirs:  # a link back up the tree would loop forever
+                    subfolders.append(resolved)
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                yield SkippedItem(self.source, f"local:{resolved}", entry.name, "not a regular file")
+                continue
+            yield self._classify(entry, resolved, info.st_size)
+        for sub in subfolders:
+            if sub not in seen_dirs:
+                yield from self._walk(sub, seen_dirs)
+
+    def _classify(self, entry: Path, resolved: Path, size: int) -> Discovered:
+        ref = f"local:{resolved}"
+        provenance = {"path": str(resolved), "relative_path": str(entry.relative_to(self.folder))}
+        if size > self._max_bytes:
+            return SkippedItem(self.source, ref, entry.name, f"larger than the {self._max_bytes} byte limit", provenance)
+        try:
+            with resolved.open("rb") as handle:
+                head = handle.read(_SNIFF_BYTES)
+        except OSError as exc:
+            return SkippedItem(self.source, ref, entry.name, f"unreadable ({exc.strerror})", provenance)
+        kind = sniff_image(head)
+        if kind is None:
+            return SkippedItem(self.source, ref, entry.name, "not a JPEG, PNG, WebP or HEIC image", provenance)
+        if kind == "heic" and not self._heic:
+            return SkippedItem(self.source, ref, entry.name, "HEIC image, but pillow-heif is not installed", provenance)
+        return RemotePhoto(self.source, ref, entry.name, provenance | {"format": kind}, size=size, locator=str(resolved))
+
+    def fetch(self, photo: RemotePhoto) -> bytes:
+        """The file's bytes, re-checked against the allowed roots (thread-safe)."""
+        path = Path(photo.locator).resolve()
+        if not self._allowed(path):
+            raise AccessDenied(f"{photo.name} is outside the folders allowed for import", source_ref=photo.source_ref)
+        with path.open("rb") as handle:
+            data = handle.read(self._max_bytes + 1)
+        if len(data) > self._max_bytes:
+            raise PhotoTooLarge(f"{photo.name}: larger than the {self._max_bytes} byte limit", source_ref=photo.source_ref)
+        verify_checksums(photo, data)
+        if sniff_image(data) is None:
+            raise UnsupportedImage(f"{photo.name}: not a JPEG, PNG, WebP or HEIC image", source_ref=photo.source_ref)
+        self.stats.add(photos_fetched=1, bytes_fetched=len(data))
+        return data

@@ -1,0 +1,139 @@
+"""VK ID sign-in: the OAuth 2.1 authorization code flow with PKCE (S256).
+
+1. `start_authorization` makes a verifier, its S256 challenge and a state, and the
+   URL to send the user to; keep the verifier and state server-side.
+2. VK ID redirects back with `code`, `state` and `device_id`; `exchange_code` checks
+   the state and trades the code (plus the verifier) for an access token.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+import httpx
+
+from commands.importers.base import SourceUnavailable, TokenExpired
+
+DEFAULT_ID_BASE = "https://id.vk.com"
+# Photos of the user and of communities they can see.
+DEFAULT_SCOPE = "photos"
+
+
+@dataclass(frozen=True)
+class PkcePair:
+    verifier: str
+    challenge: str
+    method: str = "S256"
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    """What to keep until VK ID redirects back (the verifier and state are secrets)."""
+
+    url: str
+    state: str = field(repr=False)
+    code_verifier: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class VkIdToken:
+    access_token: str = field(repr=False)
+    expires_at: float  # unix time
+    user_id: int
+    refresh_token: str | None = field(default=None, repr=False)
+    scope: str = ""
+
+
+class VkAuthError(TokenExpired):
+    """VK ID refused the sign-in (wrong state, expired or reused code)."""
+
+    code = "vk_auth_failed"
+
+
+def code_challenge(verifier: str) -> str:
+    """BASE64URL(SHA256(verifier)) without padding (RFC 7636, S256)."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def make_pkce(length: int = 64) -> PkcePair:
+    """A fresh verifier (43 to 128 unreserved characters) and its S256 challenge."""
+    if not 43 <= length <= 128:
+        raise ValueError("a PKCE verifier is 43 to 128 characters long")
+    verifier = secrets.token_urlsafe(96)[:length]
+    return PkcePair(verifier=verifier, challenge=code_challenge(verifier))
+
+
+def authorize_url(
+    *, client_id: str, redirect_uri: str, state: str, challenge: str,
+    scope: str = DEFAULT_SCOPE, id_base: str = DEFAULT_ID_BASE,
+) -> str:
+    query = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "state": state,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "scope": scope,
+    }
+    return f"{id_base.rstrip('/')}/authorize?{urlencode(query)}"
+
+
+def start_authorization(
+    *, client_id: str, redirect_uri: str, scope: str = DEFAULT_SCOPE, id_base: str = DEFAULT_ID_BASE,
+) -> AuthorizationRequest:
+    pkce = make_pkce()
+    state = secrets.token_urlsafe(32)
+    url = authorize_url(client_id=client_id, redirect_uri=redirect_uri, state=state,
+                        challenge=pkce.challenge, scope=scope, id_base=id_base)
+    return AuthorizationRequest(url=url, state=state, code_verifier=pkce.verifier)
+
+
+def exchange_code(
+    *, client_id: str, redirect_uri: str, code: str, device_id: str,
+    expected_state: str, returned_state: str, code_verifier: str,
+    id_base: str = DEFAULT_ID_BASE, client: httpx.Client | None = None, now: float | None = None,
+) -> VkIdToken:
+    """Trade the authorization code for an access token at {id_base}/oauth2/auth."""
+    if not hmac.compare_digest(expected_state.encode(), returned_state.encode()):
+        raise VkAuthError("the VK sign-in answer does not belong to this session: start signing in again")
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "code_verifier": code_verifier,
+        "client_id": client_id,
+        "device_id": device_id,
+        "redirect_uri": redirect_uri,
+        "state": returned_state,
+    }
+    own_client = client is None
+    http = client or httpx.Client(timeout=20.0, trust_env=False)
+    try:
+        response = http.post(f"{id_base.rstrip('/')}/oauth2/auth", data=form)
+    except httpx.TransportError as exc:
+        raise SourceUnavailable(f"VK ID did not answer ({type(exc).__name__}); try again") from None
+    finally:
+        if own_client:
+            http.close()
+    try:
+        body = response.json()
+    except ValueError:
+        raise SourceUnavailable(f"VK ID answered with something that is not JSON (HTTP {response.status_code})") from None
+    if "error" in body or "access_token" not in body:
+        reason = str(body.get("error_description") or body.get("error") or "no access token in the answer")
+        raise VkAuthError(f"VK ID refused the sign-in: {reason[:200]}")
+    issued = time.time() if now is None else now
+    return VkIdToken(
+        access_token=body["access_token"],
+        expires_at=issued + float(body.get("expires_in") or 0),
+        user_id=int(body.get("user_id") or 0),
+        refresh_token=body.get("refresh_token"),
+        scope=str(body.get("scope") or ""),
+    )

@@ -1,0 +1,212 @@
+"""The outbox relay: publishes every stored event to the broker, in notification order.
+
+It records how far it got, and for every message the one before it on the same topic
+partition, so a consumer can tell a gap (a message lost with the broker) from a
+duplicate. When a live consumer stays behind what was published, the relay rewinds and
+publishes again from that consumer's position: consumers are idempotent, so losing the
+broker costs time, never data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from loguru import logger
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from commands.envelopes import read_envelopes
+from commands.policies import commands_for
+from domain.envelope import EventEnvelope, partition_for
+
+metadata = sa.MetaData()
+
+relay_position = sa.Table(
+    "relay_position",
+    metadata,
+    sa.Column("relay", sa.String(64), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+)
+
+# One row per published event: its topic partition and the message before it there.
+relay_published = sa.Table(
+    "relay_published",
+    metadata,
+    sa.Column("notification_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("topic", sa.String(200), nullable=False),
+    sa.Column("partition", sa.Integer, nullable=False),
+    sa.Column("previous_id", sa.BigInteger, nullable=False),
+)
+
+
+class Publisher(Protocol):
+    async def publish(self, topic: str, key: str, partition: int, message: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class ConsumerPosition:
+    consumer: str
+    topic: str
+    partition: int
+    last_id: int
+    updated_at: float  # epoch seconds of the consumer's last heartbeat or progress
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        read_store: Callable[[int, int], Sequence[EventEnvelope]],
+        engine: AsyncEngine,
+        publisher: Publisher,
+        topic_for_family: Callable[[str], str],
+        command_topic: Callable[[str], str],
+        partitions: int,
+        consumer_positions: Callable[[], Awaitable[list[ConsumerPosition]]],
+        batch: int = 500,
+        poll_seconds: float = 0.2,
+        redelivery_after_seconds: float = 5.0,
+        name: str = "main",
+    ) -> None:
+        self.read_store = read_store
+        self.engine = engine
+        self.publisher = publisher
+        self.topic_for_family = topic_for_family
+        self.command_topic = command_topic
+        self.partitions = partitions
+        self.consumer_positions = consumer_positions
+        self.batch = batch
+        self.poll_seconds = poll_seconds
+        self.redelivery_after = redelivery_after_seconds
+        self.name = name
+        self.position = 0
+        self.heads: dict[tuple[str, int], int] = {}
+        self.published_total = 0
+        self.rewinds = 0
+        self._behind_since: dict[tuple[str, str, int], tuple[int, float]] = {}
+
+    async def start(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+            row = (
+                await conn.execute(sa.select(relay_position.c.position).where(relay_position.c.relay == self.name))
+            ).first()
+        self.position = row[0] if row else 0
+        await self._load_heads()
+
+    async def _load_heads(self) -> None:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(relay_published.c.topic, relay_published.c.partition, sa.func.max(relay_published.c.notification_id))
+                .where(relay_published.c.notification_id <= self.position)
+                .group_by(relay_published.c.topic, relay_published.c.partition)
+            )
+            self.heads = {(topic, partition): last for topic, partition, last in rows}
+
+    async def publish_pending(self) -> int:
+        """Publishes one batch of stored events after the position; returns how many."""
+        envelopes = await asyncio.to_thread(self.read_store, self.position, self.batch)
+        if not envelopes:
+            return 0
+        republishing = await self._known_previous_ids(envelopes)
+        rows = []
+        for envelope in envelopes:
+            topic = self.topic_for_family(envelope.family)
+            partition = partition_for(envelope.aggregate_id, self.partitions)
+            previous_id = republishing.get(envelope.notification_id, self.heads.get((topic, partition), 0))
+            message = replace(envelope, previous_id=previous_id).to_dict()
+            await self.publisher.publish(topic, envelope.aggregate_id, partition, message)
+            for command in commands_for(envelope):
+                await self.publisher.publish(
+                    self.command_topic(command.kind), envelope.aggregate_id, partition, command.to_dict()
+                )
+            self.heads[(topic, partition)] = envelope.notification_id
+            if envelope.notification_id not in republishing:
+                rows.append(
+                    {"notification_id": envelope.notification_id, "topic": topic, "partition": partition, "previous_id": previous_id}
+                )
+        self.position = envelopes[-1].notification_id
+        async with self.engine.begin() as conn:
+            if rows:
+                await conn.execute(relay_published.insert(), rows)
+            await self._save_position(conn)
+        self.published_total += len(envelopes)
+        return len(envelopes)
+
+    async def _known_previous_ids(self, envelopes: Sequence[EventEnvelope]) -> dict[int, int]:
+        """After a rewind, messages keep the previous ids they were first published with."""
+        first, last = envelopes[0].notification_id, envelopes[-1].notification_id
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(relay_published.c.notification_id, relay_published.c.previous_id).where(
+                    relay_published.c.notification_id.between(first, last)
+                )
+            )
+            return dict(rows.all())
+
+    async def _save_position(self, conn: Any) -> None:
+        updated = await conn.execute(
+            relay_position.update().where(relay_position.c.relay == self.name).values(position=self.position)
+        )
+        if updated.rowcount == 0:
+            await conn.execute(relay_position.insert().values(relay=self.name, position=self.position))
+
+    async def check_consumers(self, now: float | None = None) -> int | None:
+        """Rewinds when a live consumer has stayed behind a published head; returns the new position."""
+        now = time.time() if now is None else now
+        stalled_at: list[int] = []
+        seen = set()
+        for pos in await self.consumer_positions():
+            key = (pos.consumer, pos.topic, pos.partition)
+            seen.add(key)
+            head = self.heads.get((pos.topic, pos.partition), 0)
+            alive = now - pos.updated_at < 3 * self.redelivery_after
+            if pos.last_id >= head or not alive:
+                self._behind_since.pop(key, None)
+                continue
+            last_seen, since = self._behind_since.get(key, (pos.last_id, now))
+            if last_seen != pos.last_id:  # it is moving: give it time
+                since = now
+            self._behind_since[key] = (pos.last_id, since)
+            if now - since >= self.redelivery_after:
+                stalled_at.append(pos.last_id)
+        for key in set(self._behind_since) - seen:
+            del self._behind_since[key]
+        if not stalled_at:
+            return None
+        await self.rewind(min(stalled_at))
+        self._behind_since.clear()
+        return self.position
+
+    async def rewind(self, position: int) -> None:
+        if position >= self.position:
+            return
+        logger.warning("relay rewinds from {} to {}: a consumer stayed behind (broker lost messages?)", self.position, position)
+        self.position = position
+        self.rewinds += 1
+        await self._load_heads()
+        async with self.engine.begin() as conn:
+            await self._save_position(conn)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.start()
+        last_check = 0.0
+        while not stop.is_set():
+            try:
+                published = await self.publish_pending()
+                if time.monotonic() - last_check > 1.0:
+                    last_check = time.monotonic()
+                    await self.check_consumers()
+            except Exception as error:  # the broker is away: keep the position, try again
+                logger.warning("relay could not publish ({}); retrying", error)
+                published = 0
+                await asyncio.sleep(1.0)
+            if not published:
+                try:
+                    await asyncio.wait_for(stop.wait(), self.poll_seconds)
+                except TimeoutError:
+                    pass

@@ -1,0 +1,177 @@
+"""The composition root: builds every part from the settings and runs them together.
+
+`facesearch up` runs one System in one process on the embedded profile; in production
+each part (relay, projections, workers, API) can run as its own process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from loguru import logger
+
+from commands.app import FaceSearchApp
+from commands.blobs import BlobStore, DirectoryBlobStore, S3BlobStore
+from commands.envelopes import read_envelopes
+from commands.policies import AnalysePhoto
+from commands.reconciler import Reconciler
+from commands.relay import ConsumerPosition, OutboxRelay
+from domain.envelope import EventEnvelope
+from facesearch.settings import Settings, Transport
+from facesearch.tansu import TansuBroker
+from facesearch.transport import BrokerTransport
+from projections import queries
+from projections.base import Projection
+from projections.db import make_engine
+from projections.photos import imports_projection, photos_projection
+from projections.replay import replay
+from projections.runner import ProjectionRunner
+
+PROJECTIONS: dict[str, Projection] = {p.name: p for p in (photos_projection, imports_projection)}
+
+
+def make_blob_store(settings: Settings) -> BlobStore:
+    if settings.s3_endpoint:
+        return S3BlobStore(
+            settings.s3_endpoint, settings.s3_bucket,
+            settings.s3_access_key.get_secret_value(), settings.s3_secret_key.get_secret_value(),
+        )
+    return DirectoryBlobStore(settings.resolved_blob_dir())
+
+
+def make_app(settings: Settings) -> FaceSearchApp:
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    return FaceSearchApp(settings.resolved_event_store_dsn(), make_blob_store(settings), settings.max_image_pixels)
+
+
+class System:
+    """Event store, read models, broker, relay, projections and reconciler, wired."""
+
+    def __init__(self, settings: Settings, *, start_broker: bool | None = None) -> None:
+        self.settings = settings
+        self.app = make_app(settings)
+        self.engine = make_engine(settings.resolved_read_model_url())
+        self.runner = ProjectionRunner(self.engine, PROJECTIONS.values(), settings.partitions)
+        wants_local_broker = settings.transport is Transport.kafka and not settings.kafka_bootstrap
+        self.own_broker = TansuBroker(log_path=settings.var_dir / "tansu.log") if (
+            wants_local_broker if start_broker is None else start_broker
+        ) else None
+        self.transport: BrokerTransport | None = None
+        self.relay: OutboxRelay | None = None
+        self.reconciler: Reconciler | None = None
+        self.stats = {name: {"applied": 0, "duplicate": 0, "gap": 0} for name in PROJECTIONS}
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    def topic_for_family(self, family: str) -> str:
+        return f"{self.settings.topic_prefix}.events.{family}"
+
+    def read_page(self, after: int, limit: int) -> list[EventEnvelope]:
+        return read_envelopes(self.app, after, limit)
+
+    async def prepare_read_models(self) -> None:
+        await self.runner.create_tables()
+        await self.runner.register(self.topic_for_family)
+
+    async def start(self, *, relay: bool = True, projections: bool = True, reconcile: bool = False) -> None:
+        await self.prepare_read_models()
+        if self.own_broker is not None:
+            await asyncio.to_thread(self.own_broker.start)
+        self.transport = BrokerTransport(
+            self.settings, bootstrap=self.own_broker.bootstrap if self.own_broker else None
+        )
+        topics = [self.topic_for_family(f) for p in PROJECTIONS.values() for f in p.families]
+        await self.transport.ensure_topics(sorted(set(topics)) + [self.transport.command_topic("analyse")])
+        if projections:
+            for projection in PROJECTIONS.values():
+                for family in projection.families:
+                    topic = self.topic_for_family(family)
+                    self.transport.subscribe(
+                        topic, f"{self.settings.consumer_group}.{projection.name}",
+                        partial(self._consume, projection.name, topic),
+                    )
+            self._tasks.append(asyncio.create_task(self._heartbeat()))
+        await self.transport.start()
+        if relay:
+            self.relay = OutboxRelay(
+                read_store=self.read_page,
+                engine=self.engine,
+                publisher=self.transport,
+                topic_for_family=self.topic_for_family,
+                command_topic=self.transport.command_topic,
+                partitions=self.settings.partitions,
+                consumer_positions=self._consumer_positions,
+                batch=self.settings.relay_batch,
+                poll_seconds=self.settings.relay_poll_seconds,
+                redelivery_after_seconds=self.settings.redelivery_after_seconds,
+            )
+            self._tasks.append(asyncio.create_task(self.relay.run(self._stop)))
+        if reconcile:
+            self.reconciler = Reconciler(
+                self._unfinished_photos, self.transport, self.transport.command_topic,
+                self.settings.partitions, self.settings.reconcile_after_seconds,
+            )
+            self._tasks.append(asyncio.create_task(self._every(self.settings.reconcile_after_seconds / 4, self.reconciler.reconcile)))
+
+    async def _consume(self, projection: str, topic: str, body: dict[str, Any]) -> None:
+        outcome = await self.runner.handle(projection, topic, EventEnvelope.from_dict(body))
+        self.stats[projection][outcome.value] += 1
+
+    async def _consumer_positions(self) -> list[ConsumerPosition]:
+        return [ConsumerPosition(*row) for row in await queries.checkpoint_rows(self.engine)]
+
+    async def _unfinished_photos(self, imported_before: float) -> list[AnalysePhoto]:
+        cutoff = datetime.fromtimestamp(imported_before, UTC).isoformat()
+        return [AnalysePhoto(*row) for row in await queries.unanalysed_photos(self.engine, cutoff)]
+
+    async def _heartbeat(self) -> None:
+        await self._every(1.0, self.runner.heartbeat)
+
+    async def _every(self, seconds: float, job: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                await job()
+            except Exception as error:  # keep going: the next round may work
+                logger.warning("{} failed: {}", getattr(job, "__qualname__", job), error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), seconds)
+
+    async def wait_until_caught_up(self, timeout: float = 60.0) -> None:
+        """Waits until every stored event is published and applied by every projection."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            last = await asyncio.to_thread(lambda: self.app.recorder.max_notification_id() or 0)
+            if self.relay and self.relay.position >= last:
+                heads = self.relay.heads
+                rows = await queries.checkpoint_rows(self.engine)
+                if all(last_id >= heads.get((topic, part), 0) for _, topic, part, last_id, _ in rows):
+                    return
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"read models did not catch up within {timeout} s")
+
+    async def replay(self, names: list[str] | None = None) -> dict[str, int]:
+        await self.prepare_read_models()
+        counts = {}
+        for name in names or list(PROJECTIONS):
+            if name not in PROJECTIONS:
+                raise KeyError(f"no projection named {name!r}; known: {', '.join(PROJECTIONS)}")
+            counts[name] = await replay(self.runner, PROJECTIONS[name], self.read_page, self.topic_for_family)
+        return counts
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 10)
+        self._tasks.clear()
+        if self.transport is not None:
+            await self.transport.stop()
+        if self.own_broker is not None:
+            await asyncio.to_thread(self.own_broker.stop)
+        await self.engine.dispose()
+        self.app.close()

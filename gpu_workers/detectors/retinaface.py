@@ -1,0 +1,111 @@
+"""RetinaFace (biubug6/Pytorch_Retinaface layout): MobileNet-0.25 by default, ResNet-50 when
+installed; both share this decoding. Images are letterboxed into one batch."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from domain.faces import DetectedFace
+from gpu_workers.detectors.base import Detector, as_rgb, nms
+from gpu_workers.runtime import create_session
+from gpu_workers.weights import weight_path
+
+STEPS = (8, 16, 32)
+ANCHOR_SIZES = ((16, 32), (64, 128), (256, 512))
+VARIANCE = (0.1, 0.2)
+MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
+
+
+@lru_cache(maxsize=16)
+def anchors(height: int, width: int) -> np.ndarray:
+    """Prior boxes (cx, cy, w, h) in pixels for an input of this size, in the network's order."""
+    out = []
+    for step, sizes in zip(STEPS, ANCHOR_SIZES):
+        ny, nx = math.ceil(height / step), math.ceil(width / step)
+        ys, xs = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+        centres = np.stack([(xs.ravel() + 0.5) * step, (ys.ravel() + 0.5) * step], axis=1)
+        for_sizes = [np.hstack([centres, np.full((len(centres), 2), s, dtype=np.float64)]) for s in sizes]
+        out.append(np.stack(for_sizes, axis=1).reshape(-1, 4))
+    return np.concatenate(out).astype(np.float32)
+
+
+class RetinaFaceDetector(Detector):
+    """`input_size`: the long side bigger images are shrunk to before detection (smaller ones
+    keep their size unless `upscale`); `scales`: multiples of that size run and merged
+    (multi-scale), e.g. (1.0, 2.0)."""
+
+    name = "retinaface"
+    weights = "retinaface"
+
+    def __init__(
+        self,
+        models_dir: Path,
+        threads: int = 2,
+        use_gpu: bool = True,
+        score_threshold: float = 0.8,
+        nms_threshold: float = 0.4,
+        input_size: int = 1024,
+        scales: tuple[float, ...] = (1.0,),
+        upscale: bool = False,
+        **kwargs,
+    ) -> None:
+        super().__init__(models_dir, threads, use_gpu, score_threshold, **kwargs)
+        self.nms_threshold = nms_threshold
+        self.input_size = input_size
+        self.scales = tuple(scales)
+        self.upscale = upscale
+        self.session = create_session(weight_path(self.models_dir, self.weights), threads, use_gpu)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[DetectedFace]]:
+        images = [as_rgb(im) for im in images]
+        per_scale = [self._detect_at(images, s) for s in self.scales]
+        results = []
+        for i, image in enumerate(images):
+            boxes = np.concatenate([r[i][0] for r in per_scale])
+            scores = np.concatenate([r[i][1] for r in per_scale])
+            points = np.concatenate([r[i][2] for r in per_scale])
+            if len(self.scales) > 1:
+                keep = nms(boxes, scores, self.nms_threshold)
+                boxes, scores, points = boxes[keep], scores[keep], points[keep]
+            results.append(self._faces(image, boxes, scores, points))
+        return results
+
+    def _detect_at(self, images: list[np.ndarray], scale: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        fit = [self.input_size / max(im.shape[:2]) for im in images]
+        factors = [scale * (f if self.upscale else min(1.0, f)) for f in fit]
+        sizes = [(max(1, round(im.shape[0] * f)), max(1, round(im.shape[1] * f))) for im, f in zip(images, factors)]
+        # One canvas for the batch, a multiple of the largest stride; padding is the mean (zero input).
+        height = math.ceil(max(h for h, _ in sizes) / 32) * 32
+        width = math.ceil(max(w for _, w in sizes) / 32) * 32
+        batch = np.zeros((len(images), 3, height, width), dtype=np.float32)
+        for k, (im, (h, w), f) in enumerate(zip(images, sizes, factors)):
+            interp = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
+            resized = cv2.resize(im, (w, h), interpolation=interp)[:, :, ::-1].astype(np.float32) - MEAN_BGR
+            batch[k, :, :h, :w] = resized.transpose(2, 0, 1)
+        loc, conf, landms = self.session.run(None, {self.input_name: batch})
+        priors = anchors(height, width)
+        out = []
+        for k, f in enumerate(factors):
+            scores = conf[k, :, 1]
+            idx = np.nonzero(scores >= self.score_threshold)[0]
+            p, l, m = priors[idx], loc[k, idx], landms[k, idx]
+            centres = p[:, :2] + l[:, :2] * VARIANCE[0] * p[:, 2:]
+            wh = p[:, 2:] * np.exp(l[:, 2:] * VARIANCE[1])
+            boxes = np.hstack([centres - wh / 2, centres + wh / 2])
+            points = p[:, None, :2] + m.reshape(-1, 5, 2) * VARIANCE[0] * p[:, None, 2:]
+            keep = nms(boxes, scores[idx], self.nms_threshold)
+            out.append((boxes[keep] / f, scores[idx][keep], points[keep] / f))
+        return out
+
+
+class RetinaFaceResNet50Detector(RetinaFaceDetector):
+    """Same network family and decoding, ResNet-50 backbone (user-supplied ONNX)."""
+
+    name = "retinaface-r50"
+    weights = "retinaface-r50"

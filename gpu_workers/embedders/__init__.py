@@ -1,0 +1,1 @@
+"""Face embedders: aligned face crops -> L2-normalised vectors (see base.Embedder)."""

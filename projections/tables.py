@@ -1,0 +1,78 @@
+"""Read-model tables. Disposable: every row here can be rebuilt from the event store."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# How far each consumer got on each topic partition, written with its effects.
+checkpoints = sa.Table(
+    "projection_checkpoints",
+    metadata,
+    sa.Column("projection", sa.String(64), primary_key=True),
+    sa.Column("topic", sa.String(200), primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("last_id", sa.BigInteger, nullable=False),
+    sa.Column("applied", sa.BigInteger, nullable=False, default=0),
+    sa.Column("updated_at", sa.Float, nullable=False),  # epoch seconds, a liveness heartbeat
+)
+
+photos = sa.Table(
+    "photos",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("owner", sa.String(128), nullable=False, index=True),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False, index=True),
+    sa.Column("source_ref", sa.Text, nullable=False),
+    sa.Column("import_id", sa.String(36), index=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("reject_reason", sa.Text),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("width", sa.Integer),
+    sa.Column("height", sa.Integer),
+    sa.Column("mime_type", sa.String(64)),
+    sa.Column("face_count", sa.Integer, nullable=False, default=0),
+    sa.Column("detector", sa.String(64)),
+    sa.Column("imported_at", sa.String(40), nullable=False, index=True),
+    sa.Column("analysed_at", sa.String(40)),
+    sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+)
+
+photo_sources = sa.Table(
+    "photo_sources",
+    metadata,
+    sa.Column("photo_id", sa.String(36), primary_key=True),
+    sa.Column("source", sa.String(16), primary_key=True),
+    sa.Column("source_ref", sa.Text, primary_key=True),
+    sa.Column("import_id", sa.String(36)),
+    sa.Column("added_at", sa.String(40), nullable=False),
+)
+
+imports = sa.Table(
+    "imports",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("owner", sa.String(128), nullable=False, index=True),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("discovered", sa.Integer, nullable=False, default=0),
+    sa.Column("stored", sa.Integer, nullable=False, default=0),
+    sa.Column("duplicates", sa.Integer, nullable=False, default=0),
+    sa.Column("skipped", sa.Integer, nullable=False, default=0),
+    sa.Column("failed", sa.Integer, nullable=False, default=0),
+    sa.Column("reason", sa.Text),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("updated_at", sa.String(40), nullable=False),
+)
+
+import_problems = sa.Table(
+    "import_problems",
+    metadata,
+    sa.Column("import_id", sa.String(36), primary_key=True),
+    sa.Column("source_ref", sa.Text, primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # "skipped" or "failed"
+    sa.Column("reason", sa.Text, nullable=False),
+)

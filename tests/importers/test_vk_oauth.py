@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import base64
+import hashlib
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from commands.importers.vk_oauth import (
+    VkAuthError,
+    code_challenge,
+    exchange_code,
+    make_pkce,
+    start_authorization,
+)
+from tests.fakes.vk_server import GOOD_TOKEN
+
+
+def test_pkce_challenge_is_s256_of_the_verifier():
+    # RFC 7636, appendix B.
+    assert code_challenge("dBjftJeZ4CVP-mJ0kqYHBNguWiQgvfhqxzdcLCTxAsEg") == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    pair = make_pkce()
+    assert 43 <= len(pair.verifier) <= 128
+    digest = hashlib.sha256(pair.verifier.encode()).digest()
+    assert pair.challenge == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    assert make_pkce().verifier != pair.verifier
+
+
+def test_authorize_url_carries_the_challenge_and_state():
+    request = start_authorization(client_id="51234", redirect_uri="https://faces.example/vk/callback")
+    parts = urlsplit(request.url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    assert parts.scheme == "https" and parts.netloc == "id.vk.com" and parts.path == "/authorize"
+    assert query["response_type"] == "code" and query["code_challenge_method"] == "S256"
+    assert query["code_challenge"] == code_challenge(request.code_verifier)
+    assert query["state"] == request.state
+    assert request.code_verifier not in request.url
+    assert request.code_verifier not in repr(request)
+
+
+def test_exchange_code_returns_token_expiry_and_user(vk):
+    fake, base = vk
+    id_base = base.removesuffix("/method")
+    redirect = "https://faces.example/vk/callback"
+    request = start_authorization(client_id="51234", redirect_uri=redirect, id_base=id_base)
+    challenge = parse_qs(urlsplit(request.url).query)["code_challenge"][0]
+    fake.auth_codes["code-1"] = (challenge, redirect)
+    token = exchange_code(client_id="51234", redirect_uri=redirect, code="code-1", device_id="dev",
+                          expected_state=request.state, returned_state=request.state,
+                          code_verifier=request.code_verifier, id_base=id_base, now=1000.0)
+    assert token.access_token == GOOD_TOKEN and token.user_id == 1234567 and token.expires_at == 4600.0
+    assert GOOD_TOKEN not in repr(token)
+    # The code is single-use; a wrong state is refused before any request.
+    with pytest.raises(VkAuthError, match="refused"):
+        exchange_code(client_id="51234", redirect_uri=redirect, code="code-1", device_id="dev",
+                      expected_state=request.state, returned_state=request.state,
+                      code_verifier=request.code_verifier, id_base=id_base)
+    calls = fake.requests
+    with pytest.raises(VkAuthError, match="does not belong"):
+        exchange_code(client_id="51234", redirect_uri=redirect, code="code-2", device_id="dev",
+                      expected_state=request.state, returned_state="forged",
+                      code_verifier=request.code_verifier, id_base=id_base)
+    assert fake.requests == calls
