@@ -113,18 +113,20 @@ class OutboxRelay:
         if not envelopes:
             return 0
         republishing = await self._known_previous_ids(envelopes)
+        # Heads change only once the batch is recorded: a failed publish leaves them as they were.
+        heads = dict(self.heads)
         rows = []
         for envelope in envelopes:
             topic = self.topic_for_family(envelope.family)
             partition = partition_for(envelope.aggregate_id, self.partitions)
-            previous_id = republishing.get(envelope.notification_id, self.heads.get((topic, partition), 0))
+            previous_id = republishing.get(envelope.notification_id, heads.get((topic, partition), 0))
             message = replace(envelope, previous_id=previous_id).to_dict()
             await self.publisher.publish(topic, envelope.aggregate_id, partition, message)
             for command in commands_for(envelope):
                 await self.publisher.publish(
                     self.command_topic(command.kind), envelope.aggregate_id, partition, command.to_dict()
                 )
-            self.heads[(topic, partition)] = envelope.notification_id
+            heads[(topic, partition)] = envelope.notification_id
             if envelope.notification_id not in republishing:
                 rows.append(
                     {"notification_id": envelope.notification_id, "topic": topic, "partition": partition, "previous_id": previous_id}
@@ -134,6 +136,7 @@ class OutboxRelay:
             if rows:
                 await conn.execute(relay_published.insert(), rows)
             await self._save_position(conn)
+        self.heads = heads
         self.published_total += len(envelopes)
         return len(envelopes)
 

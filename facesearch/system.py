@@ -96,6 +96,8 @@ class System:
                     )
             self._tasks.append(asyncio.create_task(self._heartbeat()))
         await self.transport.start()
+        if projections:
+            self._tasks.append(asyncio.create_task(self._every(1.0, self.transport.rewind_truncated_partitions)))
         if relay:
             self.relay = OutboxRelay(
                 read_store=self.read_page,
@@ -118,7 +120,12 @@ class System:
             self._tasks.append(asyncio.create_task(self._every(self.settings.reconcile_after_seconds / 4, self.reconciler.reconcile)))
 
     async def _consume(self, projection: str, topic: str, body: dict[str, Any]) -> None:
-        outcome = await self.runner.handle(projection, topic, EventEnvelope.from_dict(body))
+        try:
+            outcome = await self.runner.handle(projection, topic, EventEnvelope.from_dict(body))
+        except Exception:
+            # Not applied, checkpoint unmoved: the relay will deliver it again.
+            logger.exception("projection {} failed on #{}", projection, body.get("notification_id"))
+            raise
         self.stats[projection][outcome.value] += 1
 
     async def _consumer_positions(self) -> list[ConsumerPosition]:
@@ -144,15 +151,21 @@ class System:
         """Waits until every stored event is published and applied by every projection."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        behind: list[tuple[str, str, int, int]] = []
         while loop.time() < deadline:
             last = await asyncio.to_thread(lambda: self.app.recorder.max_notification_id() or 0)
             if self.relay and self.relay.position >= last:
                 heads = self.relay.heads
-                rows = await queries.checkpoint_rows(self.engine)
-                if all(last_id >= heads.get((topic, part), 0) for _, topic, part, last_id, _ in rows):
+                behind = [
+                    (name, topic, part, last_id)
+                    for name, topic, part, last_id, _ in await queries.checkpoint_rows(self.engine)
+                    if last_id < heads.get((topic, part), 0)
+                ]
+                if not behind:
                     return
             await asyncio.sleep(0.1)
-        raise TimeoutError(f"read models did not catch up within {timeout} s")
+        position = self.relay.position if self.relay else None
+        raise TimeoutError(f"read models did not catch up within {timeout} s: relay at {position} of {last}; behind: {behind}")
 
     async def replay(self, names: list[str] | None = None) -> dict[str, int]:
         await self.prepare_read_models()

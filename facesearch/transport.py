@@ -21,6 +21,8 @@ class BrokerTransport:
         self.kind = settings.transport
         self.prefix = settings.topic_prefix
         self.partitions = settings.partitions
+        self._topics: set[str] = set()
+        self._kafka_subscribers: list[Any] = []
         if self.kind is Transport.kafka:
             from faststream.kafka import KafkaBroker
 
@@ -45,6 +47,7 @@ class BrokerTransport:
         """Kafka topics get the configured partition count before anyone publishes."""
         if self.kind is not Transport.kafka:
             return
+        self._topics.update(topics)
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
         from aiokafka.errors import TopicAlreadyExistsError
 
@@ -52,7 +55,9 @@ class BrokerTransport:
         await admin.start()
         try:
             existing = set(await admin.list_topics())
-            missing = [NewTopic(t, num_partitions=self.partitions, replication_factor=1) for t in topics if t not in existing]
+            missing = [
+                NewTopic(t, num_partitions=self.partitions, replication_factor=1) for t in sorted(self._topics) if t not in existing
+            ]
             if missing:
                 try:
                     await admin.create_topics(missing)
@@ -63,7 +68,12 @@ class BrokerTransport:
 
     async def publish(self, topic: str, key: str, partition: int, message: dict[str, Any]) -> None:
         if self.kind is Transport.kafka:
-            await self.broker.publish(message, topic, key=key.encode(), partition=partition)
+            try:
+                await self.broker.publish(message, topic, key=key.encode(), partition=partition)
+            except Exception:
+                # A broker that lost its memory lost its topics too: create them again, then retry.
+                await self.ensure_topics([topic])
+                await self.broker.publish(message, topic, key=key.encode(), partition=partition)
         elif self.kind is Transport.rabbitmq:
             await self.broker.publish(message, exchange=self._exchange(topic))
         else:
@@ -76,7 +86,10 @@ class BrokerTransport:
             await handler(body)
 
         if self.kind is Transport.kafka:
-            return self.broker.subscriber(topic, group_id=group, auto_offset_reset="earliest")(receive)
+            subscriber = self.broker.subscriber(topic, group_id=group, auto_offset_reset="earliest")
+            subscriber(receive)
+            self._kafka_subscribers.append(subscriber)
+            return subscriber
         if self.kind is Transport.rabbitmq:
             from faststream.rabbit import RabbitQueue
 
@@ -85,6 +98,25 @@ class BrokerTransport:
         from faststream.redis import StreamSub
 
         return self.broker.subscriber(stream=StreamSub(topic, group=group, consumer=f"{group}-1"))(receive)
+
+    async def rewind_truncated_partitions(self) -> int:
+        """A Kafka consumer whose position lies beyond a partition's end is reading a log
+        that was lost (a memory broker restarted): it goes back to the partition's start.
+        Returns how many partitions were rewound."""
+        rewound = 0
+        for subscriber in self._kafka_subscribers:
+            consumer = getattr(subscriber, "consumer", None)
+            if consumer is None:
+                continue
+            assigned = list(consumer.assignment())
+            if not assigned:
+                continue
+            ends = await consumer.end_offsets(assigned)
+            for partition in assigned:
+                if await consumer.position(partition) > ends[partition]:
+                    await consumer.seek_to_beginning(partition)
+                    rewound += 1
+        return rewound
 
     @staticmethod
     def _exchange(topic: str) -> Any:

@@ -19,7 +19,7 @@ class QualityThresholds:
 
     min_size_px: float = 40.0
     min_blur: float = 25.0
-    min_score: float = 0.9
+    min_score: float = 0.95
 
 
 def blur_variance(image: np.ndarray, box: Box) -> float:

@@ -55,7 +55,7 @@ class YandexDiskSource:
         page_size: int = PAGE_SIZE,
         max_retries: int = 4,
         backoff_seconds: float = 1.0,
-        requests_per_second: float = 10.0,
+        requests_per_second: float = 20.0,
         max_bytes: int = 50 * 1024 * 1024,
         require_https: bool = True,
         sleep: Callable[[float], None] = time.sleep,

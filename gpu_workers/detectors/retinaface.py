@@ -47,7 +47,7 @@ class RetinaFaceDetector(Detector):
         models_dir: Path,
         threads: int = 2,
         use_gpu: bool = True,
-        score_threshold: float = 0.8,
+        score_threshold: float = 0.9,
         nms_threshold: float = 0.4,
         input_size: int = 1024,
         scales: tuple[float, ...] = (1.0,),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -114,8 +115,6 @@ class Embedder(ABC):
         path = calibration_path(self.models_dir, self.name)
         if not path.is_file():
             return None
-        import json
-
         data = json.loads(path.read_text())
         entry = data.get(metric or self.default_metric)
         return Calibration.from_dict(entry) if entry else None

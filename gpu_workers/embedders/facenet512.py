@@ -20,7 +20,7 @@ class FaceNet512Embedder(Embedder):
     input_size = 160
     default_metric = "cosine"
 
-    def __init__(self, models_dir: Path, margin: float = 32.0, **kwargs) -> None:
+    def __init__(self, models_dir: Path, margin: float = 24.0, **kwargs) -> None:
         self.margin = margin
         super().__init__(models_dir, **kwargs)
 

@@ -60,6 +60,8 @@ class FakeVk:
         self.error6_every: int | None = None
         self.error9_every: int | None = None
         self.quota_after: int | None = None
+        # Error codes answered to the next calls, one each, before anything else.
+        self.scripted_errors: list[int] = []
         self._next_photo_id = 456_000
         self._lock = threading.Lock()
         self.api_calls: list[tuple[float, str, dict[str, str]]] = []
@@ -148,6 +150,10 @@ class FakeVk:
             self.api_calls.append((time.monotonic(), name, public))
             n = len(self.api_calls)
         token = params.get("access_token", "")
+        if self.scripted_errors:
+            code = self.scripted_errors.pop(0)
+            return self._error(code, {6: "Too many requests per second", 9: "Flood control"}.get(code, "Error"),
+                               name, params)
         if self.quota_after is not None and n > self.quota_after:
             return self._error(29, "Rate limit reached", name, params)
         if self.error6_every and n % self.error6_every == 0:

@@ -52,7 +52,9 @@ def _not_found() -> JSONResponse:
 
 class FakeYandexDisk:
     def __init__(self) -> None:
-        self.public: dict[str, Tree] = {}
+        # public_key -> folder tree, or the bytes of a file shared on its own (named in public_names)
+        self.public: dict[str, Tree | bytes] = {}
+        self.public_names: dict[str, str] = {}
         self.own: Tree = {}
         self.valid_tokens = {GOOD_TOKEN}
         self.expired_tokens = {EXPIRED_TOKEN}
@@ -190,6 +192,11 @@ class FakeYandexDisk:
             return _not_found()
         path = request.query_params.get("path", "/")
         extra = {"public_key": key, "public_url": f"https://disk.yandex.ru/d/{key}"}
+        if isinstance(tree, bytes):  # a link to one file: its path inside the share is "/"
+            if path.strip("/"):
+                return _not_found()
+            name = self.public_names.get(key, "file")
+            return JSONResponse(self._file_meta(name, "/", tree, f"public:{key}:/") | extra)
         return self._resource(request, tree, path, "", f"public:{key}", extra)
 
     async def _public_download(self, request: Request) -> Response:

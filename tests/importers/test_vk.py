@@ -149,7 +149,7 @@ def test_expired_token_raises_token_expired_and_never_shows_the_token(vk):
     community(fake)
     logged: list[str] = []
     sink = logger.add(lambda message: logged.append(str(message)), level="DEBUG")
-    fake.error6_every = 2  # make the source log a retry too
+    fake.scripted_errors = [6]  # make the source log a retry too
     try:
         vk_source = source(base, "https://vk.com/club_photos", token=EXPIRED_TOKEN, backoff_seconds=0.01)
         with vk_source, pytest.raises(TokenExpired) as caught:

@@ -18,7 +18,7 @@ from tests.fakes.vk_server import GOOD_TOKEN
 
 def test_pkce_challenge_is_s256_of_the_verifier():
     # RFC 7636, appendix B.
-    assert code_challenge("dBjftJeZ4CVP-mJ0kqYHBNguWiQgvfhqxzdcLCTxAsEg") == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    assert code_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk") == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
     pair = make_pkce()
     assert 43 <= len(pair.verifier) <= 128
     digest = hashlib.sha256(pair.verifier.encode()).digest()

@@ -1,0 +1,124 @@
+"""The whole event path on real parts: event store → relay → tansu → projections → read models,
+on the SQLite profile and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import sqlalchemy as sa
+
+from facesearch.imports import import_local
+from facesearch.system import PROJECTIONS, System
+from projections.replay import table_checksums
+from projections.tables import checkpoints, imports, photo_sources, photos
+from tests.conftest import huge_png_header, truncated_jpeg, write_images
+
+
+async def rows(system: System, table: sa.Table) -> list[dict]:
+    async with system.engine.connect() as conn:
+        return [dict(r._mapping) for r in await conn.execute(sa.select(table))]
+
+
+async def started(settings, tansu) -> System:
+    system = System(settings.model_copy(update={"kafka_bootstrap": tansu.bootstrap}))
+    await system.start()
+    return system
+
+
+async def test_imported_folder_reaches_the_read_models(profile_settings, tansu, tmp_path):
+    folder = tmp_path / "album"
+    write_images(folder, 12)
+    (folder / "nested").mkdir()
+    write_images(folder / "nested", 3, start=100)
+    (folder / "copy.jpg").write_bytes((folder / "photo_0000.jpg").read_bytes())  # same bytes twice
+    (folder / "notes.txt").write_text("not a photo")
+    (folder / "bomb.png").write_bytes(huge_png_header())
+    (folder / "broken.jpg").write_bytes(truncated_jpeg())
+
+    system = await started(profile_settings, tansu)
+    try:
+        result = await asyncio.to_thread(import_local, system.app, profile_settings, str(folder), owner="ann", operator=True)
+        assert result.counts == {"discovered": 19, "stored": 16, "skipped": 1, "failed": 2}
+        await system.wait_until_caught_up(60)
+
+        photo_rows = await rows(system, photos)
+        by_status = {}
+        for row in photo_rows:
+            by_status.setdefault(row["status"], []).append(row)
+        assert len(by_status["imported"]) == 15
+        assert len(by_status["rejected"]) == 2
+        reasons = " ".join(r["reject_reason"] for r in by_status["rejected"])
+        assert "too large" in reasons and "truncated" in reasons
+        assert all(r["owner"] == "ann" and r["width"] == 64 for r in by_status["imported"])
+        # The duplicate is one photo with two provenance records.
+        sources = await rows(system, photo_sources)
+        assert len(sources) == 18 and len({s["photo_id"] for s in sources}) == 17
+
+        [job] = await rows(system, imports)
+        assert (job["status"], job["discovered"], job["stored"], job["duplicates"], job["skipped"], job["failed"]) == (
+            "completed", 19, 16, 1, 1, 2,
+        )
+        # Every event was applied once: the projections' counters equal the events in the store.
+        events = [e.family for e in system.read_page(0, 10_000)]
+        applied = {name: 0 for name in PROJECTIONS}
+        for row in await rows(system, checkpoints):
+            applied[row["projection"]] += row["applied"]
+        assert applied == {"photos": events.count("photos"), "imports": events.count("imports")}
+    finally:
+        await system.stop()
+
+
+async def test_broker_restart_mid_run_loses_nothing(profile_settings, fresh_tansu, tmp_path):
+    write_images(tmp_path / "first", 30)
+    write_images(tmp_path / "second", 30, start=30)
+    print("T start", flush=True)
+    system = await started(profile_settings, fresh_tansu)
+    print("T started", flush=True)
+    try:
+        await asyncio.to_thread(import_local, system.app, profile_settings, str(tmp_path / "first"), owner="ann", operator=True)
+        print("T imported", flush=True)
+        # Kill the broker while the relay is publishing and the projections are consuming.
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(fresh_tansu.restart)
+        print("T restarted", flush=True)
+        await asyncio.to_thread(import_local, system.app, profile_settings, str(tmp_path / "second"), owner="ann", operator=True)
+        await system.wait_until_caught_up(120)
+
+        photo_rows = await rows(system, photos)
+        assert len(photo_rows) == 60 and len({r["id"] for r in photo_rows}) == 60
+        jobs = await rows(system, imports)
+        assert sorted((j["stored"], j["status"]) for j in jobs) == [(30, "completed"), (30, "completed")]
+        applied = sum(r["applied"] for r in await rows(system, checkpoints))
+        assert applied == len(system.read_page(0, 10_000))  # nothing twice, nothing missing
+    finally:
+        await system.stop()
+
+
+async def test_replay_rebuilds_identical_tables(profile_settings, tansu, tmp_path):
+    write_images(tmp_path / "album", 20)
+    (tmp_path / "album" / "broken.jpg").write_bytes(truncated_jpeg())
+    system = await started(profile_settings, tansu)
+    try:
+        await asyncio.to_thread(import_local, system.app, profile_settings, str(tmp_path / "album"), owner="ann", operator=True)
+        await system.wait_until_caught_up(60)
+        tables = [t for p in PROJECTIONS.values() for t in p.tables]
+        before = await table_checksums(system.runner, tables)
+        assert before["photos"][0] == 21 and before["imports"][0] == 1
+
+        counts = await system.replay()
+        after = await table_checksums(system.runner, tables)
+        assert after == before
+        assert counts == {"photos": 21, "imports": 1 + 21 * 2 + 1}
+    finally:
+        await system.stop()
+
+
+async def test_unknown_projection_is_a_clear_error(profile_settings):
+    system = System(profile_settings, start_broker=False)
+    try:
+        with pytest.raises(KeyError, match="no projection named 'nope'"):
+            await system.replay(["nope"])
+    finally:
+        await system.engine.dispose()
+        system.app.close()
