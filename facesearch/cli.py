@@ -147,3 +147,97 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
     result = asyncio.run(run())
     typer.echo(json.dumps(result, indent=None if as_json else 2))
+
+
+def _search_deps():
+    """Read models and Milvus, without the broker (searching needs neither relay nor workers)."""
+    from facesearch.system import make_vector_index
+    from projections.db import make_engine
+
+    settings = get_settings()
+    return settings, make_engine(settings.resolved_read_model_url()), make_vector_index(settings)
+
+
+@app.command()
+def search(
+    image: Annotated[Path, typer.Argument(help="Example photo (JPG, PNG or WEBP)", exists=True, dir_okay=False)],
+    threshold: Annotated[float, typer.Option(help="Calibrated similarity to keep a match, 70 to 95 %")] = 85.0,
+    top_k: Annotated[int, typer.Option("--top-k", help="Neighbours asked from Milvus")] = 50,
+    model: Annotated[str | None, typer.Option(help="Embedding model (default: the workers' model)")] = None,
+    face: Annotated[int | None, typer.Option(help="Which face of the example, largest first (default 0)")] = None,
+    owner: Annotated[str, typer.Option(help="Whose photos to search")] = "local",
+    source: Annotated[str | None, typer.Option(help="Only photos from this source")] = None,
+    import_id: Annotated[str | None, typer.Option("--import", help="Only photos of this import")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Find the photos showing the person in IMAGE."""
+    from dataclasses import asdict
+
+    from facesearch.search import FaceSearcher, SearchFilters, SearchInputError
+
+    async def run():
+        settings, engine, index = _search_deps()
+        try:
+            searcher = FaceSearcher(settings, engine, index)
+            return await searcher.search(
+                image.read_bytes(), owner, threshold=threshold, top_k=top_k, model=model, face_index=face,
+                filters=SearchFilters(source=source, import_id=import_id),
+            )
+        finally:
+            await engine.dispose()
+            index.close()
+
+    try:
+        result = asyncio.run(run())
+    except SearchInputError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(asdict(result), default=str))
+        return
+    q = result.query_face.box
+    typer.echo(
+        f"model {result.model} ({result.metric}), threshold {result.threshold:g} %, face {result.query_face.face_index} "
+        f"of {len(result.example_faces)} at ({q.x1:.0f},{q.y1:.0f})-({q.x2:.0f},{q.y2:.0f}); "
+        f"{len(result.photos)} photos from {result.candidates} candidates; "
+        f"exact check agrees on {result.agreement.agreeing}/{result.agreement.checked}"
+    )
+    for photo in result.photos:
+        boxes = ", ".join(
+            f"({m.box.x1:.0f},{m.box.y1:.0f})-({m.box.x2:.0f},{m.box.y2:.0f}) {m.similarity:.1f} %" for m in photo.faces
+        )
+        typer.echo(f"{photo.similarity:5.1f} %  {photo.photo_id}  {photo.source}:{photo.source_ref}  {boxes}")
+
+
+@app.command()
+def verify(
+    first: Annotated[Path, typer.Argument(help="First photo", exists=True, dir_okay=False)],
+    second: Annotated[Path, typer.Argument(help="Second photo", exists=True, dir_okay=False)],
+    model: Annotated[str | None, typer.Option(help="Embedding model (default: the workers' model)")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Calibrated similarity for 'same', percent (default 85)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Same person or not: the largest face of each photo, by direct distance."""
+    from facesearch.search import FaceSearcher, SearchInputError
+
+    async def run():
+        settings, engine, index = _search_deps()
+        try:
+            return await FaceSearcher(settings, engine, index).verify_pair(
+                first.read_bytes(), second.read_bytes(), model=model, threshold=threshold
+            )
+        finally:
+            await engine.dispose()
+
+    try:
+        verdict = asyncio.run(run())
+    except SearchInputError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(verdict.to_dict()))
+        return
+    typer.echo(
+        f"{'same' if verdict.same else 'different'}: {verdict.metric} distance {verdict.distance:.4f}, "
+        f"similarity {verdict.similarity:.1f} % (threshold {verdict.threshold:g} %, model {verdict.model})"
+    )

@@ -56,6 +56,35 @@ class Settings(BaseSettings):
 
     # Milvus: empty means a Milvus Lite file under var_dir.
     milvus_uri: str = ""
+    milvus_token: SecretStr = SecretStr("")
+    # Index of every face collection: HNSW, or IVF_PQ (on a Milvus server; Milvus Lite has no
+    # IVF_PQ and falls back to IVF_SQ8 with a warning).
+    milvus_index_type: str = "HNSW"
+    milvus_hnsw_m: int = 16
+    milvus_hnsw_ef_construction: int = 200
+    milvus_hnsw_ef: int = 128
+    milvus_ivf_nlist: int = 1024
+    milvus_ivf_nprobe: int = 32
+    milvus_pq_m: int = 32  # sub-quantisers: must divide the embedding dimension
+    # Metric per embedding model (Milvus spelling); models not named here use COSINE.
+    model_metrics: dict[str, str] = Field(default_factory=lambda: {"arcface": "L2"})
+
+    # Workers: a full System (the one `facesearch up` starts, with the reconciler) runs them
+    # in-process unless this is off (then run `python -m gpu_workers.worker` elsewhere).
+    run_workers: bool = True
+    worker_session_timeout_ms: int = 10_000  # a dead worker's photos move on after this
+    detector: str = "retinaface"
+    embedder: str = "facenet512"  # the model workers embed with, and search's default
+    worker_batch_size: int = 8  # photos per accelerator batch
+    worker_max_wait_ms: int = 200  # how long a batch waits to fill up
+    worker_decode_threads: int = 2
+    worker_threads: int = 2  # ONNX Runtime intra-op threads
+    worker_use_gpu: bool = True
+
+    # Search by example.
+    search_threshold_percent: float = 85.0  # calibrated similarity, 70 to 95
+    search_top_k: int = 50
+    search_verify_top: int = 10  # candidates re-checked by exact distance
 
     # Blobs: a directory in the embedded profile, an S3-compatible bucket in production.
     blob_dir: Path | None = None
@@ -70,6 +99,10 @@ class Settings(BaseSettings):
     # A consumer that has not caught up with what was published for this long gets a republish.
     redelivery_after_seconds: float = 5.0
     reconcile_after_seconds: float = 60.0
+    # A publish that takes longer fails (and is retried): the broker is away.
+    publish_timeout_seconds: float = 10.0
+    # Read models behind and not moving for this long, despite republishing: new broker clients.
+    reconnect_after_seconds: float = 15.0
 
     # Input limits: bigger images are rejected before decoding.
     max_image_pixels: int = 60_000_000
@@ -79,6 +112,15 @@ class Settings(BaseSettings):
     allowed_import_roots: list[Path] = Field(default_factory=list)
     # Fernet key(s), comma-separated, newest first, encrypting VK / Yandex.Disk tokens at rest.
     token_key: SecretStr = SecretStr("")
+
+    # Monitoring. process_role labels this process's CPU and memory (api, relay,
+    # projections, worker; embedded runs them all in one). prometheus_url, when set, makes
+    # /api/monitoring/series answer from Prometheus (the numbers Grafana shows); empty
+    # means from this process's own samples.
+    process_role: str = "embedded"
+    metrics_sample_seconds: float = 2.0
+    monitoring_history_seconds: float = 6 * 3600
+    prometheus_url: str = ""
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -21,17 +21,22 @@ from commands.policies import AnalysePhoto
 from commands.reconciler import Reconciler
 from commands.relay import ConsumerPosition, OutboxRelay
 from domain.envelope import EventEnvelope
+from facesearch import metrics
 from facesearch.settings import Settings, Transport
 from facesearch.tansu import TansuBroker
 from facesearch.transport import BrokerTransport
 from projections import queries
 from projections.base import Projection
 from projections.db import make_engine
+from projections.faces import faces_projection
 from projections.photos import imports_projection, photos_projection
 from projections.replay import replay
 from projections.runner import ProjectionRunner
+from projections.vectors import FaceVectorIndex, IndexConfig, VectorProjection
 
-PROJECTIONS: dict[str, Projection] = {p.name: p for p in (photos_projection, imports_projection)}
+# The projections that need nothing but the read-model database; each System adds
+# "vectors" (the Milvus projection), bound to its own Milvus connection.
+PROJECTIONS: dict[str, Projection] = {p.name: p for p in (photos_projection, imports_projection, faces_projection)}
 
 
 def make_blob_store(settings: Settings) -> BlobStore:
@@ -41,6 +46,12 @@ def make_blob_store(settings: Settings) -> BlobStore:
             settings.s3_access_key.get_secret_value(), settings.s3_secret_key.get_secret_value(),
         )
     return DirectoryBlobStore(settings.resolved_blob_dir())
+
+
+def make_vector_index(settings: Settings) -> FaceVectorIndex:
+    return FaceVectorIndex(
+        settings.resolved_milvus_uri(), IndexConfig.from_settings(settings), settings.milvus_token.get_secret_value()
+    )
 
 
 def make_app(settings: Settings) -> FaceSearchApp:
@@ -55,7 +66,10 @@ class System:
         self.settings = settings
         self.app = make_app(settings)
         self.engine = make_engine(settings.resolved_read_model_url())
-        self.runner = ProjectionRunner(self.engine, PROJECTIONS.values(), settings.partitions)
+        self.vectors = make_vector_index(settings)
+        self.projections: dict[str, Projection] = {**PROJECTIONS, "vectors": VectorProjection(self.vectors)}
+        self.runner = ProjectionRunner(self.engine, self.projections.values(), settings.partitions)
+        self.workers: list[Any] = []
         wants_local_broker = settings.transport is Transport.kafka and not settings.kafka_bootstrap
         self.own_broker = TansuBroker(log_path=settings.var_dir / "tansu.log") if (
             wants_local_broker if start_broker is None else start_broker
@@ -63,8 +77,10 @@ class System:
         self.transport: BrokerTransport | None = None
         self.relay: OutboxRelay | None = None
         self.reconciler: Reconciler | None = None
-        self.stats = {name: {"applied": 0, "duplicate": 0, "gap": 0} for name in PROJECTIONS}
+        self.stats = {name: {"applied": 0, "duplicate": 0, "gap": 0} for name in self.projections}
+        self._reported = {"published": 0, "rewinds": 0}
         self._stop = asyncio.Event()
+        self._last_progress: tuple[int, float] = (-1, 0.0)
         self._tasks: list[asyncio.Task[Any]] = []
 
     def topic_for_family(self, family: str) -> str:
@@ -77,17 +93,24 @@ class System:
         await self.runner.create_tables()
         await self.runner.register(self.topic_for_family)
 
-    async def start(self, *, relay: bool = True, projections: bool = True, reconcile: bool = False) -> None:
+    async def start(
+        self, *, relay: bool = True, projections: bool = True, reconcile: bool = False, workers: bool | None = None
+    ) -> None:
+        """`workers`: run analysis workers in this process; by default a full system (one
+        that reconciles, as `facesearch up` starts it) does when `settings.run_workers`."""
+        metrics.start_resource_sampler(self.settings.process_role)
         await self.prepare_read_models()
         if self.own_broker is not None:
             await asyncio.to_thread(self.own_broker.start)
         self.transport = BrokerTransport(
             self.settings, bootstrap=self.own_broker.bootstrap if self.own_broker else None
         )
-        topics = [self.topic_for_family(f) for p in PROJECTIONS.values() for f in p.families]
+        topics = [self.topic_for_family(f) for p in self.projections.values() for f in p.families]
         await self.transport.ensure_topics(sorted(set(topics)) + [self.transport.command_topic("analyse")])
+        if workers if workers is not None else (reconcile and self.settings.run_workers):
+            await self.add_worker()
         if projections:
-            for projection in PROJECTIONS.values():
+            for projection in self.projections.values():
                 for family in projection.families:
                     topic = self.topic_for_family(family)
                     self.transport.subscribe(
@@ -98,6 +121,8 @@ class System:
         await self.transport.start()
         if projections:
             self._tasks.append(asyncio.create_task(self._every(1.0, self.transport.rewind_truncated_partitions)))
+        if projections and relay:
+            self._tasks.append(asyncio.create_task(self._every(2.0, self._reconnect_if_stalled)))
         if relay:
             self.relay = OutboxRelay(
                 read_store=self.read_page,
@@ -112,6 +137,7 @@ class System:
                 redelivery_after_seconds=self.settings.redelivery_after_seconds,
             )
             self._tasks.append(asyncio.create_task(self.relay.run(self._stop)))
+            self._tasks.append(asyncio.create_task(self._every(self.settings.metrics_sample_seconds, self._sample_metrics)))
         if reconcile:
             self.reconciler = Reconciler(
                 self._unfinished_photos, self.transport, self.transport.command_topic,
@@ -119,14 +145,26 @@ class System:
             )
             self._tasks.append(asyncio.create_task(self._every(self.settings.reconcile_after_seconds / 4, self.reconciler.reconcile)))
 
+    async def add_worker(self, name: str = "worker") -> Any:
+        """An analysis worker in this process (models load here); call before the transport starts."""
+        from gpu_workers.worker import FaceWorker, attach_worker, make_analyzer
+
+        analyzer = await asyncio.to_thread(make_analyzer, self.settings)
+        worker = FaceWorker(self.app, analyzer, decode_threads=self.settings.worker_decode_threads, name=name)
+        attach_worker(self.transport, self.settings, worker)
+        self.workers.append(worker)
+        return worker
+
     async def _consume(self, projection: str, topic: str, body: dict[str, Any]) -> None:
         try:
-            outcome = await self.runner.handle(projection, topic, EventEnvelope.from_dict(body))
+            with metrics.observe_stage("project"):
+                outcome = await self.runner.handle(projection, topic, EventEnvelope.from_dict(body))
         except Exception:
             # Not applied, checkpoint unmoved: the relay will deliver it again.
             logger.exception("projection {} failed on #{}", projection, body.get("notification_id"))
             raise
         self.stats[projection][outcome.value] += 1
+        metrics.PROJECTION_EVENTS.labels(projection, outcome.value).inc()
 
     async def _consumer_positions(self) -> list[ConsumerPosition]:
         return [ConsumerPosition(*row) for row in await queries.checkpoint_rows(self.engine)]
@@ -134,6 +172,30 @@ class System:
     async def _unfinished_photos(self, imported_before: float) -> list[AnalysePhoto]:
         cutoff = datetime.fromtimestamp(imported_before, UTC).isoformat()
         return [AnalysePhoto(*row) for row in await queries.unanalysed_photos(self.engine, cutoff)]
+
+    async def _sample_metrics(self) -> None:
+        if self.relay is not None:  # the relay counts in plain attributes; mirror the growth
+            metrics.RELAY_PUBLISHED.inc(self.relay.published_total - self._reported["published"])
+            metrics.RELAY_REWINDS.inc(self.relay.rewinds - self._reported["rewinds"])
+            self._reported = {"published": self.relay.published_total, "rewinds": self.relay.rewinds}
+        await metrics.sample_lags(self)
+
+    async def _reconnect_if_stalled(self) -> None:
+        """Read models behind what was published, and not moving even after the relay
+        republished: the broker clients lost their state with the broker. Start them anew."""
+        if self.relay is None or self.transport is None:
+            return
+        rows = await queries.checkpoint_rows(self.engine)
+        behind = any(last_id < self.relay.heads.get((topic, part), 0) for _, topic, part, last_id, _ in rows)
+        progress = sum(row[3] for row in rows)
+        now = asyncio.get_running_loop().time()
+        if not behind or progress != self._last_progress[0]:
+            self._last_progress = (progress, now)
+            return
+        if now - self._last_progress[1] >= self.settings.reconnect_after_seconds:
+            logger.warning("read models stalled for {:.0f} s; reconnecting to the broker", now - self._last_progress[1])
+            await self.transport.reconnect()
+            self._last_progress = (progress, now)
 
     async def _heartbeat(self) -> None:
         await self._every(1.0, self.runner.heartbeat)
@@ -165,15 +227,22 @@ class System:
                     return
             await asyncio.sleep(0.1)
         position = self.relay.position if self.relay else None
-        raise TimeoutError(f"read models did not catch up within {timeout} s: relay at {position} of {last}; behind: {behind}")
+        consumers = await self.transport.describe_consumers() if self.transport else []
+        raise TimeoutError(
+            f"read models did not catch up within {timeout} s: relay at {position} of {last}; "
+            f"behind: {behind}; consumers: {consumers}"
+        )
 
     async def replay(self, names: list[str] | None = None) -> dict[str, int]:
         await self.prepare_read_models()
         counts = {}
-        for name in names or list(PROJECTIONS):
-            if name not in PROJECTIONS:
-                raise KeyError(f"no projection named {name!r}; known: {', '.join(PROJECTIONS)}")
-            counts[name] = await replay(self.runner, PROJECTIONS[name], self.read_page, self.topic_for_family)
+        for name in names or list(self.projections):
+            if name not in self.projections:
+                raise KeyError(f"no projection named {name!r}; known: {', '.join(self.projections)}")
+            projection = self.projections[name]
+            if hasattr(projection, "reset"):  # state outside the database (Milvus) goes too
+                await projection.reset()
+            counts[name] = await replay(self.runner, projection, self.read_page, self.topic_for_family)
         return counts
 
     async def stop(self) -> None:
@@ -183,7 +252,13 @@ class System:
                 await asyncio.wait_for(task, 10)
         self._tasks.clear()
         if self.transport is not None:
-            await self.transport.stop()
+            try:  # a consumer of a lost broker can wait long on its last commit
+                await asyncio.wait_for(self.transport.stop(), 15)
+            except TimeoutError:
+                logger.warning("broker connections did not close within 15 s; leaving them")
+        for worker in self.workers:
+            worker.close()
+        self.vectors.close()
         if self.own_broker is not None:
             await asyncio.to_thread(self.own_broker.stop)
         await self.engine.dispose()

@@ -5,14 +5,15 @@ the stream or queue keeps the order of one publisher."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
-
-from faststream import FastStream  # noqa: F401  (re-exported for the app runner)
 
 from facesearch.settings import Settings, Transport
 
 MessageHandler = Callable[[dict[str, Any]], Awaitable[None]]
+BatchHandler = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
 class BrokerTransport:
@@ -23,19 +24,37 @@ class BrokerTransport:
         self.partitions = settings.partitions
         self._topics: set[str] = set()
         self._kafka_subscribers: list[Any] = []
+        # Every subscription, so that a reconnect can make them again on a new broker client.
+        self._subscriptions: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self.reconnects = 0
+        self.bootstrap = bootstrap or settings.kafka_bootstrap
+        self.broker = self._new_broker()
+
+    def _new_broker(self) -> Any:
         if self.kind is Transport.kafka:
             from faststream.kafka import KafkaBroker
 
-            self.bootstrap = bootstrap or settings.kafka_bootstrap
-            self.broker = KafkaBroker(self.bootstrap, logger=None)
-        elif self.kind is Transport.rabbitmq:
+            return KafkaBroker(self.bootstrap, logger=None)
+        if self.kind is Transport.rabbitmq:
             from faststream.rabbit import RabbitBroker
 
-            self.broker = RabbitBroker(settings.rabbitmq_url, logger=None)
-        else:
-            from faststream.redis import RedisBroker
+            return RabbitBroker(self.settings.rabbitmq_url, logger=None)
+        from faststream.redis import RedisBroker
 
-            self.broker = RedisBroker(settings.redis_url, logger=None)
+        return RedisBroker(self.settings.redis_url, logger=None)
+
+    async def reconnect(self) -> None:
+        """Replaces every producer and consumer with new ones: the way back from a broker
+        that lost its state under clients that did not notice."""
+        old = self.broker
+        self.broker = self._new_broker()
+        self._kafka_subscribers = []
+        for method, args, kwargs in self._subscriptions:
+            getattr(self, method)(*args, _record=False, **kwargs)
+        await self.broker.start()
+        self.reconnects += 1
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(old.stop(), 10)
 
     def event_topic(self, family: str) -> str:
         return f"{self.prefix}.events.{family}"
@@ -67,20 +86,24 @@ class BrokerTransport:
             await admin.close()
 
     async def publish(self, topic: str, key: str, partition: int, message: dict[str, Any]) -> None:
+        # A client stuck on a broker that went away must fail, not hang the relay.
+        await asyncio.wait_for(self._publish(topic, key, partition, message), self.settings.publish_timeout_seconds)
+
+    async def _publish(self, topic: str, key: str, partition: int, message: dict[str, Any]) -> None:
         if self.kind is Transport.kafka:
-            try:
-                await self.broker.publish(message, topic, key=key.encode(), partition=partition)
-            except Exception:
-                # A broker that lost its memory lost its topics too: create them again, then retry.
-                await self.ensure_topics([topic])
-                await self.broker.publish(message, topic, key=key.encode(), partition=partition)
+            # The Kafka key is our partition number, not the aggregate id: all messages of one
+            # of our partitions then share one Kafka partition, in order, however many
+            # partitions the topic has (a broker may auto-create it with just one).
+            await self.broker.publish(message, topic, key=str(partition).encode())
         elif self.kind is Transport.rabbitmq:
             await self.broker.publish(message, exchange=self._exchange(topic))
         else:
             await self.broker.publish(message, stream=topic)
 
-    def subscribe(self, topic: str, group: str, handler: MessageHandler, batch: int | None = None) -> Any:
+    def subscribe(self, topic: str, group: str, handler: MessageHandler, *, _record: bool = True) -> Any:
         """Registers `handler` for every message on `topic`, as a member of consumer `group`."""
+        if _record:
+            self._subscriptions.append(("subscribe", (topic, group, handler), {}))
 
         async def receive(body: dict[str, Any]) -> None:
             await handler(body)
@@ -99,24 +122,82 @@ class BrokerTransport:
 
         return self.broker.subscriber(stream=StreamSub(topic, group=group, consumer=f"{group}-1"))(receive)
 
+    def subscribe_batches(
+        self,
+        topic: str,
+        group: str,
+        handler: BatchHandler,
+        *,
+        max_records: int,
+        max_wait_ms: int,
+        session_timeout_ms: int = 10_000,
+        _record: bool = True,
+    ) -> Any:
+        """Registers `handler` for lists of up to `max_records` messages (waiting at most
+        `max_wait_ms` for a list to fill). A list is acknowledged only after `handler`
+        returns; if it raises, or the process dies, the messages come again."""
+        from faststream import AckPolicy
+
+        if _record:
+            options = dict(max_records=max_records, max_wait_ms=max_wait_ms, session_timeout_ms=session_timeout_ms)
+            self._subscriptions.append(("subscribe_batches", (topic, group, handler), options))
+
+        async def receive(bodies: list[dict[str, Any]]) -> None:
+            await handler(bodies)
+
+        async def receive_one(body: dict[str, Any]) -> None:
+            await handler([body])
+
+        if self.kind is Transport.kafka:
+            subscriber = self.broker.subscriber(
+                topic, group_id=group, auto_offset_reset="earliest", batch=True, max_records=max_records,
+                batch_timeout_ms=max_wait_ms, ack_policy=AckPolicy.NACK_ON_ERROR,
+                session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=max(100, session_timeout_ms // 3),
+            )
+            subscriber(receive)
+            self._kafka_subscribers.append(subscriber)
+            return subscriber
+        if self.kind is Transport.rabbitmq:
+            from faststream.rabbit import RabbitQueue
+
+            # RabbitMQ delivers one message at a time: the worker sees batches of one.
+            return self.broker.subscriber(
+                RabbitQueue(f"{topic}.{group}", durable=True), self._exchange(topic), ack_policy=AckPolicy.NACK_ON_ERROR
+            )(receive_one)
+        from faststream.redis import StreamSub
+
+        return self.broker.subscriber(
+            stream=StreamSub(topic, group=group, consumer=f"{group}-1", batch=True, max_records=max_records,
+                             polling_interval=max_wait_ms),
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+        )(receive)
+
     async def rewind_truncated_partitions(self) -> int:
         """A Kafka consumer whose position lies beyond a partition's end is reading a log
-        that was lost (a memory broker restarted): it goes back to the partition's start.
-        Returns how many partitions were rewound."""
+        that was lost (a memory broker restarted): it goes back to the partition's start."""
         rewound = 0
         for subscriber in self._kafka_subscribers:
             consumer = getattr(subscriber, "consumer", None)
-            if consumer is None:
-                continue
-            assigned = list(consumer.assignment())
+            assigned = list(consumer.assignment()) if consumer is not None else []
             if not assigned:
                 continue
-            ends = await consumer.end_offsets(assigned)
-            for partition in assigned:
-                if await consumer.position(partition) > ends[partition]:
-                    await consumer.seek_to_beginning(partition)
+            ends = await asyncio.wait_for(consumer.end_offsets(assigned), 5)
+            for tp in assigned:
+                if await consumer.position(tp) > ends[tp]:
+                    await consumer.seek_to_beginning(tp)
                     rewound += 1
         return rewound
+
+    async def describe_consumers(self) -> list[tuple[str, int, int, int]]:
+        """(topic, partition, position, end offset) of every assigned Kafka partition, for diagnostics."""
+        described = []
+        for subscriber in self._kafka_subscribers:
+            consumer = getattr(subscriber, "consumer", None)
+            assigned = list(consumer.assignment()) if consumer else []
+            ends = await consumer.end_offsets(assigned) if assigned else {}
+            for tp in assigned:
+                described.append((tp.topic, tp.partition, await consumer.position(tp), ends[tp]))
+        return described
 
     @staticmethod
     def _exchange(topic: str) -> Any:

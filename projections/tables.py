@@ -76,3 +76,57 @@ import_problems = sa.Table(
     sa.Column("kind", sa.String(16), nullable=False),  # "skipped" or "failed"
     sa.Column("reason", sa.Text, nullable=False),
 )
+
+# One row per detected face (the faces read model), with its photo's provenance copied in
+# so a face list needs no join; the photo row is learned from PhotoImported on the same
+# partition, before its faces.
+faces = sa.Table(
+    "faces",
+    metadata,
+    sa.Column("id", sa.String(48), primary_key=True),  # "<photo id>:<face index>"
+    sa.Column("photo_id", sa.String(36), nullable=False, index=True),
+    sa.Column("face_index", sa.Integer, nullable=False),
+    sa.Column("owner", sa.String(128), nullable=False, index=True),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("source_ref", sa.Text, nullable=False),
+    sa.Column("import_id", sa.String(36)),
+    sa.Column("x1", sa.Float, nullable=False),
+    sa.Column("y1", sa.Float, nullable=False),
+    sa.Column("x2", sa.Float, nullable=False),
+    sa.Column("y2", sa.Float, nullable=False),
+    sa.Column("landmarks", sa.JSON, nullable=False),  # five [x, y] points
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("size_px", sa.Float, nullable=False),
+    sa.Column("blur", sa.Float, nullable=False),
+    sa.Column("flags", sa.String(64), nullable=False, default=""),  # comma-separated quality flags
+    sa.Column("detector", sa.String(64), nullable=False),
+    sa.Column("detector_version", sa.String(64), nullable=False),
+    sa.Column("models", sa.String(200), nullable=False, default=""),  # embedders that embedded it, comma-separated
+    sa.Column("processed_at", sa.String(40), nullable=False, index=True),
+    sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+)
+
+# What the faces projection knows of each photo before its faces arrive.
+face_photos = sa.Table(
+    "face_photos",
+    metadata,
+    sa.Column("photo_id", sa.String(36), primary_key=True),
+    sa.Column("owner", sa.String(128), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("source_ref", sa.Text, nullable=False),
+    sa.Column("import_id", sa.String(36)),
+    sa.Column("imported_at", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # imported | analysed | no_faces
+    sa.Column("processed_at", sa.String(40)),
+)
+
+# The same for the Milvus projection (each projection rebuilds from its own tables alone).
+vector_photos = sa.Table(
+    "vector_photos",
+    metadata,
+    sa.Column("photo_id", sa.String(36), primary_key=True),
+    sa.Column("owner", sa.String(128), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("import_id", sa.String(36)),
+    sa.Column("imported_at", sa.String(40), nullable=False),
+)

@@ -58,7 +58,7 @@ def test_sigkill_mid_import_then_restart_applies_every_event_once(tmp_path):
     album = tmp_path / "album"
     write_images(album, PHOTOS, size=(320, 240))
     var_dir = tmp_path / "var"
-    env = {**os.environ, "FACESEARCH_VAR_DIR": str(var_dir), "FACESEARCH_REDELIVERY_AFTER_SECONDS": "2",
+    env = {**os.environ, "FACESEARCH_VAR_DIR": str(var_dir), "FACESEARCH_REDELIVERY_AFTER_SECONDS": "2", "FACESEARCH_RECONNECT_AFTER_SECONDS": "8",
            "FACESEARCH_API_PORT": str(free_port())}
 
     server = facesearch(env, "up")

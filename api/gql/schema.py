@@ -1,0 +1,543 @@
+"""The GraphQL schema: queries read the read models (always as the signed-in user),
+mutations send commands, subscriptions stream progress.
+
+Resolvers are thin: they call `api.queries` (read side), the application service or the
+import runner (write side), and map rows to types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+import strawberry
+from eventsourcing.application import AggregateNotFoundError
+from graphql import GraphQLError
+from starlette.requests import HTTPConnection
+from strawberry.types import Info
+
+from api import queries
+from api.gql.context import Context, make_loaders
+from api.imports import ImportRefused
+
+MAX_PAGE = 200
+
+
+def _ctx(info: Info) -> Context:
+    ctx: Context = info.context
+    if ctx.user is None:  # the HTTP gate already refuses these; this guards websockets too
+        raise GraphQLError("sign in first", extensions={"code": "UNAUTHENTICATED"})
+    return ctx
+
+
+@strawberry.enum(description="Where a photo came from")
+class Source(Enum):
+    VK = "vk"
+    YANDEX_DISK = "yadisk"
+    LOCAL = "local"
+    UPLOAD = "upload"
+
+
+@strawberry.enum
+class PhotoStatus(Enum):
+    IMPORTED = "imported"
+    ANALYSED = "analysed"
+    NO_FACES = "no_faces"
+    REJECTED = "rejected"
+
+
+@strawberry.enum
+class ImportStatus(Enum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@strawberry.type
+class User:
+    id: strawberry.ID
+    username: str
+    role: str
+
+
+@strawberry.type(description="A face box in the photo's pixels")
+class Box:
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+@strawberry.type
+class Face:
+    id: strawberry.ID
+    photo_id: strawberry.ID
+    face_index: int
+    box: Box
+    score: float = strawberry.field(description="Detector confidence, 0 to 1")
+    size_px: float
+    blur: float
+    flags: list[str] = strawberry.field(description="Quality flags: small, blurry, low_score")
+    detector: str
+    models: list[str] = strawberry.field(description="Embedding models that embedded this face")
+    processed_at: str
+    crop_url: str
+
+    @classmethod
+    def from_row(cls, r: dict[str, Any]) -> Face:
+        return cls(
+            id=strawberry.ID(r["id"]), photo_id=strawberry.ID(r["photo_id"]), face_index=r["face_index"],
+            box=Box(x1=r["x1"], y1=r["y1"], x2=r["x2"], y2=r["y2"]), score=r["score"], size_px=r["size_px"],
+            blur=r["blur"], flags=[f for f in (r["flags"] or "").split(",") if f], detector=r["detector"],
+            models=[m for m in (r["models"] or "").split(",") if m], processed_at=r["processed_at"],
+            crop_url=f"/api/faces/{r['id']}/crop",
+        )
+
+    @strawberry.field
+    async def photo(self, info: Info) -> Photo | None:
+        row = await _ctx(info).loaders.photos.load(str(self.photo_id))
+        return Photo.from_row(row) if row else None
+
+
+@strawberry.type
+class PhotoSourceRecord:
+    source: Source
+    source_ref: str
+    import_id: strawberry.ID | None
+    added_at: str
+
+
+@strawberry.type
+class ImportProblem:
+    source_ref: str
+    kind: str
+    reason: str
+
+
+@strawberry.type
+class ImportJob:
+    id: strawberry.ID
+    source: Source
+    target: str
+    status: ImportStatus
+    discovered: int
+    stored: int
+    duplicates: int
+    skipped: int
+    failed: int
+    reason: str | None
+    created_at: str
+    updated_at: str
+
+    @strawberry.field(description="Settled items (stored, skipped, failed) over discovered, 0 to 1")
+    def progress(self) -> float:
+        done = self.stored + self.skipped + self.failed
+        if self.status != ImportStatus.RUNNING:
+            return 1.0
+        return done / self.discovered if self.discovered else 0.0
+
+    @strawberry.field
+    async def problems(self, info: Info) -> list[ImportProblem]:
+        rows = await _ctx(info).loaders.problems.load(str(self.id))
+        return [ImportProblem(source_ref=r["source_ref"], kind=r["kind"], reason=r["reason"]) for r in rows]
+
+    @classmethod
+    def from_row(cls, r: dict[str, Any]) -> ImportJob:
+        return cls(
+            id=strawberry.ID(r["id"]), source=Source(r["source"]), target=r["target"], status=ImportStatus(r["status"]),
+            discovered=r["discovered"], stored=r["stored"], duplicates=r["duplicates"], skipped=r["skipped"],
+            failed=r["failed"], reason=r["reason"], created_at=r["created_at"], updated_at=r["updated_at"],
+        )
+
+
+@strawberry.type
+class Photo:
+    id: strawberry.ID
+    source: Source
+    source_ref: str
+    import_id: strawberry.ID | None
+    status: PhotoStatus
+    reject_reason: str | None
+    size: int
+    width: int | None
+    height: int | None
+    mime_type: str | None
+    face_count: int
+    detector: str | None
+    imported_at: str
+    analysed_at: str | None
+    image_url: str
+    thumbnail_url: str
+
+    @classmethod
+    def from_row(cls, r: dict[str, Any]) -> Photo:
+        return cls(
+            id=strawberry.ID(r["id"]), source=Source(r["source"]), source_ref=r["source_ref"],
+            import_id=strawberry.ID(r["import_id"]) if r["import_id"] else None, status=PhotoStatus(r["status"]),
+            reject_reason=r["reject_reason"], size=r["size"], width=r["width"], height=r["height"],
+            mime_type=r["mime_type"], face_count=r["face_count"], detector=r["detector"],
+            imported_at=r["imported_at"], analysed_at=r["analysed_at"],
+            image_url=f"/api/photos/{r['id']}/original", thumbnail_url=f"/api/photos/{r['id']}/thumbnail",
+        )
+
+    @strawberry.field
+    async def faces(self, info: Info) -> list[Face]:
+        return [Face.from_row(r) for r in await _ctx(info).loaders.faces.load(str(self.id))]
+
+    @strawberry.field(description="Every place these bytes were found (a photo found twice has two)")
+    async def sources(self, info: Info) -> list[PhotoSourceRecord]:
+        rows = await _ctx(info).loaders.sources.load(str(self.id))
+        return [
+            PhotoSourceRecord(source=Source(r["source"]), source_ref=r["source_ref"],
+                              import_id=strawberry.ID(r["import_id"]) if r["import_id"] else None, added_at=r["added_at"])
+            for r in rows
+        ]
+
+    @strawberry.field(name="importJob")
+    async def import_job(self, info: Info) -> ImportJob | None:
+        if not self.import_id:
+            return None
+        row = await _ctx(info).loaders.imports.load(str(self.import_id))
+        return ImportJob.from_row(row) if row else None
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class PhotoEdge:
+    cursor: str
+    node: Photo
+
+
+@strawberry.type
+class PhotoConnection:
+    edges: list[PhotoEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.type
+class FaceEdge:
+    cursor: str
+    node: Face
+
+
+@strawberry.type
+class FaceConnection:
+    edges: list[FaceEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.input
+class PhotoFilter:
+    source: Source | None = None
+    import_id: strawberry.ID | None = None
+    has_faces: bool | None = None
+    no_faces: bool = strawberry.field(default=False, description="Only the 'no faces' category")
+    status: PhotoStatus | None = None
+    imported_from: str | None = strawberry.field(default=None, description="ISO 8601 date or time, inclusive")
+    imported_to: str | None = strawberry.field(default=None, description="ISO 8601 date or time, exclusive")
+
+    def to_query(self) -> queries.PhotoFilter:
+        return queries.PhotoFilter(
+            source=self.source.value if self.source else None, import_id=self.import_id, has_faces=self.has_faces,
+            no_faces=self.no_faces, status=self.status.value if self.status else None,
+            imported_from=self.imported_from, imported_to=self.imported_to,
+        )
+
+
+@strawberry.input
+class FaceFilter:
+    photo_id: strawberry.ID | None = None
+    source: Source | None = None
+    import_id: strawberry.ID | None = None
+    min_score: float | None = None
+
+    def to_query(self) -> queries.FaceFilter:
+        return queries.FaceFilter(photo_id=self.photo_id, source=self.source.value if self.source else None,
+                                  import_id=self.import_id, min_score=self.min_score)
+
+
+@strawberry.type(description="The signed-in user's photos and faces, and the system's pipeline")
+class ProcessingStats:
+    photos: int = strawberry.field(description="Stored photos (not rejected)")
+    waiting: int = strawberry.field(description="Stored, not analysed yet")
+    analysed: int
+    no_faces: int
+    rejected: int
+    faces: int
+    running_imports: int
+
+
+def _page_size(first: int) -> int:
+    if not 1 <= first <= MAX_PAGE:
+        raise GraphQLError(f"first must be between 1 and {MAX_PAGE}")
+    return first
+
+
+async def _stats(ctx: Context) -> ProcessingStats:
+    counts = await queries.photo_counts(ctx.system.engine, ctx.user.id)
+    running = sum(1 for r in await queries.import_rows(ctx.system.engine, ctx.user.id) if r["status"] == "running")
+    return ProcessingStats(
+        photos=counts["imported"] + counts["analysed"] + counts["no_faces"], waiting=counts["imported"],
+        analysed=counts["analysed"], no_faces=counts["no_faces"], rejected=counts["rejected"], faces=counts["faces"],
+        running_imports=running,
+    )
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def me(self, info: Info) -> User:
+        user = _ctx(info).user
+        return User(id=strawberry.ID(user.id), username=user.username, role=user.role)
+
+    @strawberry.field(description="Your photos, newest first, with cursor pagination")
+    async def photos(
+        self, info: Info, filter: PhotoFilter | None = None, first: int = 50, after: str | None = None
+    ) -> PhotoConnection:
+        ctx = _ctx(info)
+        try:
+            rows, has_next, total = await queries.photo_page(
+                ctx.system.engine, ctx.user.id, (filter or PhotoFilter()).to_query(), _page_size(first), after
+            )
+        except queries.BadCursor as error:
+            raise GraphQLError(str(error)) from None
+        for row in rows:  # the Face/Photo resolvers below find these without another query
+            ctx.loaders.photos.prime(row["id"], row)
+        edges = [PhotoEdge(cursor=queries.photo_cursor(r), node=Photo.from_row(r)) for r in rows]
+        return PhotoConnection(
+            edges=edges, total_count=total,
+            page_info=PageInfo(has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None),
+        )
+
+    @strawberry.field
+    async def photo(self, info: Info, id: strawberry.ID) -> Photo | None:
+        row = await _ctx(info).loaders.photos.load(str(id))
+        return Photo.from_row(row) if row else None
+
+    @strawberry.field(description="Your faces, with cursor pagination")
+    async def faces(
+        self, info: Info, filter: FaceFilter | None = None, first: int = 50, after: str | None = None
+    ) -> FaceConnection:
+        ctx = _ctx(info)
+        try:
+            rows, has_next, total = await queries.face_page(
+                ctx.system.engine, ctx.user.id, (filter or FaceFilter()).to_query(), _page_size(first), after
+            )
+        except queries.BadCursor as error:
+            raise GraphQLError(str(error)) from None
+        edges = [FaceEdge(cursor=queries.encode_cursor(r["id"]), node=Face.from_row(r)) for r in rows]
+        return FaceConnection(
+            edges=edges, total_count=total,
+            page_info=PageInfo(has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None),
+        )
+
+    @strawberry.field
+    async def face(self, info: Info, id: strawberry.ID) -> Face | None:
+        ctx = _ctx(info)
+        row = await queries.face(ctx.system.engine, ctx.user.id, str(id))
+        return Face.from_row(row) if row else None
+
+    @strawberry.field(description="Your import jobs, newest first")
+    async def imports(self, info: Info, first: int = 50) -> list[ImportJob]:
+        ctx = _ctx(info)
+        return [ImportJob.from_row(r) for r in await queries.import_rows(ctx.system.engine, ctx.user.id, _page_size(first))]
+
+    @strawberry.field(name="importJob")
+    async def import_job(self, info: Info, id: strawberry.ID) -> ImportJob | None:
+        row = await _ctx(info).loaders.imports.load(str(id))
+        return ImportJob.from_row(row) if row else None
+
+    @strawberry.field
+    async def stats(self, info: Info) -> ProcessingStats:
+        return await _stats(_ctx(info))
+
+
+@strawberry.enum
+class ImportSource(Enum):
+    VK = "vk"
+    YANDEX_DISK = "yadisk"
+    LOCAL = "local"
+
+
+@strawberry.input
+class StartImportInput:
+    source: ImportSource
+    target: str = strawberry.field(description="A VK or Yandex.Disk link, or a folder on the server")
+
+
+@strawberry.type
+class FaceMatch:
+    face_id: strawberry.ID
+    face_index: int
+    box: Box
+    similarity: float = strawberry.field(description="Calibrated similarity to the example face, percent")
+    raw_score: float = strawberry.field(description="Cosine similarity or L2 distance, as the model's metric says")
+
+
+@strawberry.type
+class PhotoMatch:
+    photo_id: strawberry.ID
+    similarity: float = strawberry.field(description="Of its best face, percent")
+    faces: list[FaceMatch]
+
+    @strawberry.field
+    async def photo(self, info: Info) -> Photo | None:
+        row = await _ctx(info).loaders.photos.load(str(self.photo_id))
+        return Photo.from_row(row) if row else None
+
+
+@strawberry.type
+class ExampleFace:
+    face_index: int
+    box: Box
+    score: float
+
+
+@strawberry.type
+class SearchResult:
+    model: str
+    metric: str
+    threshold: float
+    candidates: int = strawberry.field(description="Neighbours the index returned before the threshold")
+    query_face: ExampleFace
+    example_faces: list[ExampleFace]
+    photos: list[PhotoMatch]
+    total_ms: float
+
+
+@strawberry.input
+class SearchInput:
+    example_id: str = strawberry.field(description="From POST /api/search/examples")
+    face_index: int = strawberry.field(default=0, description="Which face of the example (largest first)")
+    threshold: float = strawberry.field(default=85.0, description="Calibrated similarity, 70 to 95 percent")
+    source: Source | None = None
+    import_id: strawberry.ID | None = None
+
+
+def _box_of(b) -> Box:
+    return Box(x1=b.x1, y1=b.y1, x2=b.x2, y2=b.y2)
+
+
+def _example_face(f) -> ExampleFace:
+    return ExampleFace(face_index=f.face_index, box=_box_of(f.box), score=f.score)
+
+
+@strawberry.type
+class DeletePhotoResult:
+    id: strawberry.ID
+    deleted: bool
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Starts an import job; progress arrives through importProgress")
+    async def start_import(self, info: Info, input: StartImportInput) -> strawberry.ID:
+        ctx = _ctx(info)
+        try:
+            return strawberry.ID(await ctx.imports.start(ctx.user.id, input.source.value, input.target))
+        except ImportRefused as error:
+            raise GraphQLError(str(error), extensions={"code": "IMPORT_REFUSED"}) from None
+
+    @strawberry.mutation(description="Searches your photos for the person in an uploaded example")
+    async def search_by_example(self, info: Info, input: SearchInput) -> SearchResult:
+        from facesearch.search import SearchFilters, SearchInputError, search_by_example
+
+        ctx = _ctx(info)
+        data = ctx.examples.get(ctx.user.id, input.example_id)
+        if data is None:
+            raise GraphQLError("this example has expired or is not yours: upload it again", extensions={"code": "NOT_FOUND"})
+        filters = SearchFilters(source=input.source.value if input.source else None, import_id=input.import_id)
+        try:
+            result = await search_by_example(ctx.system, data, ctx.user.id, threshold=input.threshold,
+                                             face_index=input.face_index, filters=filters)
+        except SearchInputError as error:
+            raise GraphQLError(str(error), extensions={"code": "BAD_EXAMPLE"}) from None
+        return SearchResult(
+            model=result.model, metric=result.metric, threshold=result.threshold, candidates=result.candidates,
+            query_face=_example_face(result.query_face), example_faces=[_example_face(f) for f in result.example_faces],
+            photos=[
+                PhotoMatch(photo_id=strawberry.ID(p.photo_id), similarity=p.similarity, faces=[
+                    FaceMatch(face_id=strawberry.ID(m.face_id), face_index=m.face_index, box=_box_of(m.box),
+                              similarity=m.similarity, raw_score=m.raw_score) for m in p.faces
+                ])
+                # Milvus filters by owner; the read model is asked again so nothing else slips through.
+                for p in result.photos if await ctx.loaders.photos.load(p.photo_id)
+            ],
+            total_ms=result.timings_ms.get("total", 0.0),
+        )
+
+    @strawberry.mutation(description="Deletes one of your photos (and its faces) from search and the gallery")
+    async def delete_photo(self, info: Info, id: strawberry.ID) -> DeletePhotoResult:
+        ctx = _ctx(info)
+        row = await queries.photo(ctx.system.engine, ctx.user.id, str(id))
+        if row is None:
+            raise GraphQLError("no such photo", extensions={"code": "NOT_FOUND"})
+        try:
+            await asyncio.to_thread(ctx.system.app.delete_photo, UUID(str(id)))
+        except AggregateNotFoundError:
+            raise GraphQLError("no such photo", extensions={"code": "NOT_FOUND"}) from None
+        return DeletePhotoResult(id=id, deleted=True)
+
+
+POLL_SECONDS = 0.5
+APPEAR_SECONDS = 10.0
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(description="The job each time its counters change, until it ends")
+    async def import_progress(self, info: Info, id: strawberry.ID) -> AsyncGenerator[ImportJob, None]:
+        ctx = _ctx(info)
+        last = None
+        # A job just started reaches the read model a moment after startImport answers.
+        deadline = asyncio.get_running_loop().time() + APPEAR_SECONDS
+        while True:
+            rows = await queries.imports_by_ids(ctx.system.engine, ctx.user.id, [str(id)])
+            row = rows.get(str(id))
+            if row is None:
+                if last is None and asyncio.get_running_loop().time() < deadline:
+                    await asyncio.sleep(POLL_SECONDS)
+                    continue
+                raise GraphQLError("no such import", extensions={"code": "NOT_FOUND"})
+            if row != last:
+                last = row
+                yield ImportJob.from_row(row)
+            if row["status"] != "running":
+                return
+            await asyncio.sleep(POLL_SECONDS)
+
+    @strawberry.subscription(description="Your processing statistics each time they change")
+    async def processing_progress(self, info: Info) -> AsyncGenerator[ProcessingStats, None]:
+        ctx = _ctx(info)
+        last = None
+        while True:
+            stats = await _stats(ctx)
+            if stats != last:
+                last = stats
+                yield stats
+            await asyncio.sleep(POLL_SECONDS * 2)
+
+
+schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)
+
+
+async def context_for(connection: HTTPConnection) -> Context:
+    """Builds the per-request context (FastAPI dependency for the GraphQL router)."""
+    state = connection.app.state
+    user = connection.scope.get("state", {}).get("user")
+    system = state.system
+    return Context(
+        user=user, system=system, imports=state.imports, examples=state.examples,
+        loaders=make_loaders(system.engine, user.id) if user else None,
+    )

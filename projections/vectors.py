@@ -1,0 +1,291 @@
+"""The Milvus projection: one collection of face vectors per embedding model.
+
+Each `FaceEmbedded` becomes one row (primary key "<photo id>:<face index>") with the photo
+id, owner, source, import and import date for filtering. Writes are upserts, so a
+redelivered event rewrites the same row: Milvus holds no checkpoint of its own, the SQL
+checkpoint committed with `vector_photos` does. `facesearch replay vectors` drops the
+collections and rebuilds them from the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from loguru import logger
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.envelope import EventEnvelope
+from projections.base import Projection
+from projections.tables import vector_photos
+
+INDEX_TYPES = ("HNSW", "IVF_PQ", "IVF_SQ8", "IVF_FLAT", "FLAT")
+# Milvus Lite builds these (measured: IVF_PQ is refused when the collection loads).
+LITE_INDEX_TYPES = ("HNSW", "IVF_FLAT", "IVF_SQ8", "FLAT")
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """How each face collection is indexed and searched (see Settings.milvus_*)."""
+
+    index_type: str = "HNSW"
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 200
+    hnsw_ef: int = 128
+    ivf_nlist: int = 1024
+    ivf_nprobe: int = 32
+    pq_m: int = 32
+    metrics: tuple[tuple[str, str], ...] = (("arcface", "L2"),)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> IndexConfig:
+        return cls(
+            index_type=settings.milvus_index_type.upper(),
+            hnsw_m=settings.milvus_hnsw_m,
+            hnsw_ef_construction=settings.milvus_hnsw_ef_construction,
+            hnsw_ef=settings.milvus_hnsw_ef,
+            ivf_nlist=settings.milvus_ivf_nlist,
+            ivf_nprobe=settings.milvus_ivf_nprobe,
+            pq_m=settings.milvus_pq_m,
+            metrics=tuple(sorted(settings.model_metrics.items())),
+        )
+
+    def metric_for(self, model: str) -> str:
+        """Milvus metric of a model: COSINE unless configured (L2 for ArcFace)."""
+        return dict(self.metrics).get(model, "COSINE").upper()
+
+
+@dataclass(frozen=True)
+class VectorHit:
+    face_id: str
+    photo_id: str
+    face_index: int
+    source: str
+    distance: float  # as Milvus reports it: cosine similarity, or squared L2 distance
+
+    def raw(self, metric: str) -> float:
+        """The score calibrations use: cosine similarity, or plain L2 distance."""
+        return self.distance if metric == "COSINE" else float(np.sqrt(max(self.distance, 0.0)))
+
+
+def collection_name(model: str) -> str:
+    return "faces_" + re.sub(r"[^0-9A-Za-z_]", "_", model)
+
+
+def face_id(photo_id: str, face_index: int) -> str:
+    return f"{photo_id}:{face_index}"
+
+
+def decode_vector(vector_b64: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(vector_b64), dtype="<f4").astype(np.float32)
+
+
+def encode_vector(vector: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+
+
+def epoch_seconds(iso: str) -> int:
+    return int(datetime.fromisoformat(iso).timestamp())
+
+
+class FaceVectorIndex:
+    """Face collections in Milvus (Lite file or server). Synchronous: call it off the event loop."""
+
+    def __init__(self, uri: str, config: IndexConfig, token: str = "") -> None:
+        self.uri = uri
+        self.config = config
+        self.token = token
+        self._client: Any = None
+        self.lite = not uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
+        self._known: dict[str, int] = {}  # collection -> dimension
+
+    @property
+    def client(self) -> Any:
+        """Connects on first use: building a System must not start Milvus Lite."""
+        if self._client is None:
+            from pymilvus import MilvusClient
+
+            self._client = MilvusClient(self.uri, token=self.token) if self.token else MilvusClient(self.uri)
+        return self._client
+
+    @property
+    def index_type(self) -> str:
+        wanted = self.config.index_type
+        if self.lite and wanted not in LITE_INDEX_TYPES:
+            return "IVF_SQ8"
+        return wanted
+
+    def _index_params(self, metric: str, dim: int) -> Any:
+        kind = self.index_type
+        if kind != self.config.index_type:
+            logger.warning(
+                "Milvus Lite has no {} index: using {} instead (run a Milvus server for {})",
+                self.config.index_type, kind, self.config.index_type,
+            )
+        params: dict[str, Any] = {}
+        if kind == "HNSW":
+            params = {"M": self.config.hnsw_m, "efConstruction": self.config.hnsw_ef_construction}
+        elif kind.startswith("IVF"):
+            params = {"nlist": self.config.ivf_nlist}
+            if kind == "IVF_PQ":
+                m = self.config.pq_m if dim % self.config.pq_m == 0 else next(d for d in (32, 16, 8, 4, 2, 1) if dim % d == 0)
+                params |= {"m": m, "nbits": 8}
+        index = self.client.prepare_index_params()
+        index.add_index("vector", index_type=kind, metric_type=metric, params=params)
+        return index
+
+    def search_params(self) -> dict[str, Any]:
+        kind = self.index_type
+        if kind == "HNSW":
+            return {"params": {"ef": self.config.hnsw_ef}}
+        if kind.startswith("IVF"):
+            return {"params": {"nprobe": self.config.ivf_nprobe}}
+        return {"params": {}}
+
+    def ensure_collection(self, model: str, dim: int) -> str:
+        from pymilvus import DataType, MilvusClient
+
+        name = collection_name(model)
+        if self._known.get(name) == dim:
+            return name
+        if not self.client.has_collection(name):
+            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=48)
+            schema.add_field("photo_id", DataType.VARCHAR, max_length=36)
+            schema.add_field("owner", DataType.VARCHAR, max_length=128)
+            schema.add_field("source", DataType.VARCHAR, max_length=16)
+            schema.add_field("import_id", DataType.VARCHAR, max_length=36)
+            schema.add_field("imported_at", DataType.INT64)  # epoch seconds
+            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+            self.client.create_collection(
+                name, schema=schema, index_params=self._index_params(self.config.metric_for(model), dim),
+                consistency_level="Strong",
+            )
+            logger.info("created Milvus collection {} ({}-d, {}, {})", name, dim, self.config.metric_for(model), self.index_type)
+        self._known[name] = dim
+        return name
+
+    def upsert(self, model: str, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            name = self.ensure_collection(model, len(rows[0]["vector"]))
+            self.client.upsert(name, list(rows))
+
+    def delete_photo(self, photo_id: str) -> None:
+        for name in self.collections():
+            self.client.delete(name, filter=f'photo_id == "{photo_id}"')
+
+    def collections(self) -> list[str]:
+        return [n for n in self.client.list_collections() if n.startswith("faces_")]
+
+    def models(self) -> list[str]:
+        return [n.removeprefix("faces_") for n in self.collections()]
+
+    def drop_all(self) -> None:
+        for name in self.collections():
+            self.client.drop_collection(name)
+        self._known.clear()
+
+    def count(self, model: str) -> int:
+        name = collection_name(model)
+        if not self.client.has_collection(name):
+            return 0
+        return int(self.client.query(name, filter="", output_fields=["count(*)"])[0]["count(*)"])
+
+    def search(self, model: str, vector: np.ndarray, limit: int, filter_expr: str = "") -> list[VectorHit]:
+        """The `limit` nearest faces to `vector` that match `filter_expr`, nearest first."""
+        name = collection_name(model)
+        if not self.client.has_collection(name):
+            return []
+        result = self.client.search(
+            name, [np.asarray(vector, dtype=np.float32).tolist()], limit=limit, filter=filter_expr,
+            output_fields=["photo_id", "source"], search_params=self.search_params(), anns_field="vector",
+        )
+        hits = []
+        for hit in result[0]:
+            fid = str(hit["id"])
+            entity = hit["entity"]
+            hits.append(VectorHit(fid, entity["photo_id"], int(fid.rsplit(":", 1)[1]), entity["source"], float(hit["distance"])))
+        return hits
+
+    def vectors(self, model: str, face_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of these faces (for exact verification)."""
+        if not face_ids:
+            return {}
+        rows = self.client.query(collection_name(model), ids=list(face_ids), output_fields=["vector"])
+        return {str(r["id"]): np.asarray(r["vector"], dtype=np.float32) for r in rows}
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def filter_expression(
+    owner: str, source: str | None = None, import_id: str | None = None,
+    imported_from: datetime | None = None, imported_to: datetime | None = None,
+) -> str:
+    """A Milvus boolean expression: always the owner, then any of the optional filters."""
+    def quoted(value: str) -> str:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    parts = [f"owner == {quoted(owner)}"]
+    if source:
+        parts.append(f"source == {quoted(source)}")
+    if import_id:
+        parts.append(f"import_id == {quoted(import_id)}")
+    if imported_from:
+        parts.append(f"imported_at >= {int(imported_from.timestamp())}")
+    if imported_to:
+        parts.append(f"imported_at <= {int(imported_to.timestamp())}")
+    return " and ".join(parts)
+
+
+class VectorProjection(Projection):
+    """The Milvus projection, bound to one index (the SQL side keeps only photo provenance)."""
+
+    def __init__(self, index: FaceVectorIndex) -> None:
+        super().__init__("vectors", ("photos",), (vector_photos,))
+        self.index = index
+        self.on("PhotoImported")(self._photo_imported)
+        self.on("FaceEmbedded")(self._face_embedded)
+        self.on("PhotoDeleted")(self._photo_deleted)
+
+    async def reset(self) -> None:
+        """Before a replay: the collections go with the tables."""
+        await asyncio.to_thread(self.index.drop_all)
+
+    @staticmethod
+    async def _photo_imported(conn: AsyncConnection, e: EventEnvelope) -> None:
+        p = e.payload
+        await conn.execute(
+            vector_photos.insert().values(
+                photo_id=e.aggregate_id, owner=p["owner"], source=p["source"], import_id=p["import_id"], imported_at=e.timestamp
+            )
+        )
+
+    async def _face_embedded(self, conn: AsyncConnection, e: EventEnvelope) -> None:
+        p = e.payload
+        photo = (await conn.execute(sa.select(vector_photos).where(vector_photos.c.photo_id == e.aggregate_id))).first()
+        if photo is None:  # cannot happen in order; keep the vector searchable by id anyway
+            logger.warning("vectors: face of unknown photo {}", e.aggregate_id)
+            return
+        row = {
+            "id": face_id(e.aggregate_id, p["face_index"]),
+            "photo_id": e.aggregate_id,
+            "owner": photo.owner,
+            "source": photo.source,
+            "import_id": photo.import_id or "",
+            "imported_at": epoch_seconds(photo.imported_at),
+            "vector": decode_vector(p["vector_b64"]).tolist(),
+        }
+        await asyncio.to_thread(self.index.upsert, p["model"], [row])
+
+    async def _photo_deleted(self, conn: AsyncConnection, e: EventEnvelope) -> None:
+        await asyncio.to_thread(self.index.delete_photo, e.aggregate_id)

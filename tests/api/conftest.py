@@ -1,0 +1,122 @@
+"""An API on real parts (event store, tansu, relay, projections) in a temporary directory,
+driven through Starlette's TestClient; users sign in with bearer tokens."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from facesearch.settings import Settings
+from projections.tables import faces
+
+MAX_UPLOAD = 300_000
+
+
+@dataclass
+class Api:
+    client: TestClient
+    settings: Settings
+
+    @property
+    def system(self):
+        return self.client.app.state.system
+
+    def run(self, coro_fn, *args: Any) -> Any:
+        return self.client.portal.call(coro_fn, *args)
+
+    def caught_up(self) -> None:
+        self.run(self.system.wait_until_caught_up, 60)
+
+    def gql(self, token: str, query: str, **variables: Any) -> dict[str, Any]:
+        r = self.client.post("/graphql", json={"query": query, "variables": variables}, headers=auth(token))
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def data(self, token: str, query: str, **variables: Any) -> dict[str, Any]:
+        body = self.gql(token, query, **variables)
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+    def upload(self, token: str, *files: tuple[str, bytes, str]):
+        return self.client.post("/api/photos", files=[("files", f) for f in files], headers=auth(token))
+
+    def add_faces(self, photo_id: str, owner: str, boxes: list[tuple[float, float, float, float]], **extra: Any) -> None:
+        """Face rows as the faces projection writes them (the detector is another suite's subject)."""
+        rows = [face_row(photo_id, owner, i, box, **extra) for i, box in enumerate(boxes)]
+
+        async def insert() -> None:
+            async with self.system.runner.writer.transaction() as conn:
+                await conn.execute(faces.insert(), rows)
+
+        self.run(insert)
+
+
+def face_row(photo_id: str, owner: str, index: int, box, **extra: Any) -> dict[str, Any]:
+    x1, y1, x2, y2 = box
+    return dict(
+        id=f"{photo_id}:{index}", photo_id=photo_id, face_index=index, owner=owner, source="upload",
+        source_ref=f"upload:{photo_id}.jpg", import_id=None, x1=x1, y1=y1, x2=x2, y2=y2,
+        landmarks=[[x1, y1]] * 5, score=0.9 + index / 1000, size_px=min(x2 - x1, y2 - y1), blur=100.0, flags="",
+        detector="retinaface", detector_version="1", models="facenet512", processed_at="2026-01-02T03:04:05+00:00",
+        deleted=False,
+    ) | extra
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class Users:
+    ann: str  # administrator (made by first-run setup)
+    bob: str  # an ordinary user
+    ann_id: str
+    bob_id: str
+
+
+@pytest.fixture(scope="module")
+def api(tansu, tmp_path_factory) -> Iterator[Api]:
+    root = tmp_path_factory.mktemp("api")
+    (root / "imports").mkdir()
+    settings = Settings(
+        var_dir=root / "var", kafka_bootstrap=tansu.bootstrap, run_workers=False,
+        max_upload_bytes=MAX_UPLOAD, allowed_import_roots=[root / "imports"], redelivery_after_seconds=2.0,
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=True) as client:
+        yield Api(client, settings)
+
+
+@pytest.fixture(scope="module")
+def users(api: Api) -> Users:
+    c = api.client
+    r = c.post("/api/auth/setup", json={"username": "ann", "password": "ann-password"})
+    assert r.status_code == 201, r.text
+    ann = r.json()
+    r = c.post("/api/users", json={"username": "bob", "password": "bob-password"}, headers=auth(ann["token"]))
+    assert r.status_code == 201, r.text
+    r = c.post("/api/auth/login", json={"username": "bob", "password": "bob-password"})
+    bob = r.json()
+    c.cookies.clear()  # each test names its user by token
+    return Users(ann["token"], bob["token"], ann["user"]["id"], bob["user"]["id"])
+
+
+def wait_until(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def images_dir(api: Api) -> Path:
+    return api.settings.allowed_import_roots[0]
+
+

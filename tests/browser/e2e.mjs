@@ -1,0 +1,167 @@
+// The browser half of tests/browser/test_browser.py: drives the built client in Chromium
+// against a running API. Expects BASE_URL, FS_USER, FS_PASSWORD, T1_JPG, EXAMPLE_JPG,
+// EXAMPLE_PERSON, ARTIFACTS; prints one JSON line of findings and exits non-zero on failure.
+import { createRequire } from 'node:module';
+import { readFileSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const require = createRequire(path.join(here, '../../frontend/package.json'));
+const { chromium } = require('playwright-core');
+
+const env = (name) => {
+  if (!process.env[name]) throw new Error(`set ${name}`);
+  return process.env[name];
+};
+const BASE = env('BASE_URL');
+const ARTIFACTS = env('ARTIFACTS');
+mkdirSync(ARTIFACTS, { recursive: true });
+const findings = {};
+const shot = (page, name) => page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: false });
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+async function dropFile(page, selector, file, mime) {
+  const b64 = readFileSync(file).toString('base64');
+  const transfer = await page.evaluateHandle(({ b64, name, mime }) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const dt = new DataTransfer();
+    dt.items.add(new File([bytes], name, { type: mime }));
+    return dt;
+  }, { b64, name: path.basename(file), mime });
+  await page.dispatchEvent(selector, 'dragover', { dataTransfer: transfer });
+  await page.dispatchEvent(selector, 'drop', { dataTransfer: transfer });
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+         '--disable-sync', '--no-first-run'],
+});
+const context = await browser.newContext({ viewport: { width: 1400, height: 900 }, acceptDownloads: true, locale: 'en-US' });
+const page = await context.newPage();
+page.setDefaultTimeout(30_000);
+const consoleErrors = [];
+page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
+
+try {
+  // 1. Sign in (the login page is in Russian by default; switch to English to check i18n).
+  await page.goto(BASE);
+  await page.waitForSelector('input[name=username]');
+  check((await page.textContent('h2')).includes('Вход'), 'the sign-in page speaks Russian by default');
+  await shot(page, '01-sign-in-ru');
+  await page.selectOption('select[aria-label=language]', 'en');
+  await page.waitForFunction(() => document.querySelector('h2')?.textContent.includes('Sign in'));
+  await page.fill('input[name=username]', env('FS_USER'));
+  await page.fill('input[name=password]', 'wrong password');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('[role=alert]');
+  await page.fill('input[name=password]', env('FS_PASSWORD'));
+  await page.click('button[type=submit]');
+  await page.waitForSelector('[data-testid=nav-gallery]');
+  findings.signedIn = true;
+
+  // 2. Drop t1.jpg on the Imports screen, then find it in the gallery with six face boxes.
+  await page.click('[data-testid=nav-imports]');
+  await page.waitForSelector('[data-testid=upload-drop]');
+  await dropFile(page, '[data-testid=upload-drop]', env('T1_JPG'), 'image/jpeg');
+  await page.waitForFunction(() => document.querySelector('[data-testid=upload-status]')?.textContent.includes('Uploaded: 1'));
+  await shot(page, '02-imports');
+  await page.click('[data-testid=nav-gallery]');
+  const t1 = '[data-testid=photo-tile][data-ref="upload:t1.jpg"]';
+  for (let i = 0; i < 120; i++) {
+    await page.waitForSelector('[data-testid=gallery-grid]');
+    const status = await page.getAttribute(t1, 'data-status').catch(() => null);
+    if (status === 'ANALYSED' || status === 'NO_FACES') break;
+    await page.waitForTimeout(1000);
+    await page.reload();
+  }
+  await shot(page, '03-gallery');
+  await page.click(t1);
+  await page.waitForSelector('[data-testid=face-box]');
+  findings.t1Boxes = await page.locator('[data-testid=face-box]').count();
+  await shot(page, '04-photo-faces');
+  check(findings.t1Boxes === 6, `t1.jpg shows ${findings.t1Boxes} face boxes, expected 6`);
+  await page.keyboard.press('Escape');
+
+  // "No faces" tab.
+  await page.click('[data-testid=tab-no-faces]');
+  await page.waitForTimeout(500);
+  findings.noFacesTab = await page.locator('[data-testid=photo-tile]').count();
+  await page.click('[data-testid=tab-all]');
+
+  // 3. Search with another photo of one LFW person.
+  await page.click('[data-testid=nav-search]');
+  await page.waitForSelector('[data-testid=search-drop]');
+  await dropFile(page, '[data-testid=search-drop]', env('EXAMPLE_JPG'), 'image/jpeg');
+  await page.waitForSelector('[data-testid=result-count]', { timeout: 60_000 });
+  const results = async () => page.$$eval('[data-testid=search-result]', (els) =>
+    els.map((e) => ({ ref: e.dataset.sourceRef, similarity: Number(e.dataset.similarity) })));
+  const at85 = await results();
+  findings.searchAt85 = at85;
+  await shot(page, '05-search');
+  const person = env('EXAMPLE_PERSON');
+  check(at85.length > 0, 'the search finds the person');
+  check(at85.every((r) => r.ref.includes(person)), `only ${person} above 85 %: ${JSON.stringify(at85)}`);
+  check(at85.every((r) => r.similarity >= 85), 'every result is at or above 85 %');
+
+  // 4. Move the slider: the results change.
+  const setSlider = (value) => page.$eval('[data-testid=threshold]', (el, v) => {
+    el.value = String(v);
+    el.dispatchEvent(new Event('input', { bubbles: true }));
+  }, value);
+  await setSlider(95);
+  await page.waitForTimeout(300);
+  findings.searchAt95 = (await results()).length;
+  await setSlider(70);
+  await page.waitForTimeout(300);
+  findings.searchAt70 = (await results()).length;
+  await shot(page, '06-search-threshold-70');
+  check(findings.searchAt95 !== at85.length || findings.searchAt70 !== at85.length,
+        `the slider changes the results (95: ${findings.searchAt95}, 85: ${at85.length}, 70: ${findings.searchAt70})`);
+  await setSlider(85);
+
+  // 5. Export CSV and parse it.
+  await page.click('[data-testid=nav-export]');
+  await page.waitForSelector('[data-testid=export-csv]');
+  await shot(page, '07-export');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=export-csv]')]);
+  const csv = readFileSync(await download.path(), 'utf8').trim().split(/\r?\n/);
+  const header = csv[0].split(',');
+  check(header.includes('face_id') && header.includes('source_ref') && header.includes('score'), `CSV header: ${csv[0]}`);
+  findings.csvRows = csv.length - 1;
+  const refColumn = header.indexOf('source_ref');
+  findings.csvT1Faces = csv.slice(1).filter((line) => line.split(',')[refColumn] === 'upload:t1.jpg').length;
+  check(findings.csvT1Faces === 6, `the CSV has t1.jpg's six faces (${findings.csvT1Faces})`);
+
+  // 6. Monitoring: charts with data.
+  await page.click('[data-testid=nav-monitoring]');
+  await page.waitForSelector('[data-testid=chart]');
+  await page.waitForFunction(() => [...document.querySelectorAll('canvas[data-points]')].some((c) => Number(c.dataset.points) > 1),
+    null, { timeout: 30_000 });
+  findings.chartsWithData = await page.$$eval('canvas[data-points]', (cs) => cs.filter((c) => Number(c.dataset.points) > 0).length);
+  await page.waitForTimeout(500);
+  await shot(page, '08-monitoring');
+  check(findings.chartsWithData >= 3, `charts with data: ${findings.chartsWithData}`);
+
+  // 7. The rest of the screens, in Russian.
+  await page.selectOption('[data-testid=language]', 'ru');
+  await page.click('[data-testid=nav-people]');
+  await page.waitForSelector('[data-testid=people-unavailable]');
+  await shot(page, '09-people-ru');
+  await page.click('[data-testid=nav-gallery]');
+  await page.waitForSelector('[data-testid=photo-tile]');
+  await page.waitForTimeout(800);
+  await shot(page, '10-gallery-ru');
+  findings.consoleErrors = consoleErrors;
+  console.log(JSON.stringify({ ok: true, findings }));
+} catch (error) {
+  await shot(page, 'failure').catch(() => {});
+  console.log(JSON.stringify({ ok: false, error: String(error.message ?? error), findings, consoleErrors }));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
