@@ -125,6 +125,20 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
+    # Remote imports (VK, Yandex.Disk). Tests point the bases at local fakes; plain http is
+    # accepted only for loopback bases, and only when import_allow_loopback_http is on.
+    vk_api_base: str = "https://api.vk.com/method"
+    yadisk_api_base: str = "https://cloud-api.yandex.net"
+    vk_id_base: str = "https://id.vk.com"
+    # The VK ID app of this deployment; its redirect URI points at /api/oauth/vk/callback.
+    vk_client_id: str = ""
+    vk_redirect_uri: str = ""
+    import_allow_loopback_http: bool = False
+    vk_requests_per_second: float = 3.0  # VK allows 3 API calls a second per token
+    import_backoff_seconds: float = 1.0  # first wait after a "too many requests" answer
+    import_concurrency: int = 4  # photos downloaded at once by one import job
+    oauth_state_seconds: float = 600.0  # how long a started sign-in may take
+
     @property
     def embedded(self) -> bool:
         return self.profile is Profile.embedded

@@ -33,6 +33,9 @@ except ImportError:
     HEIC_SUPPORTED = False
 
 _SNIFF_BYTES = 32
+# A file named like a photo is handed to the core even when its bytes are not one, so that
+# it ends as PhotoRejected with the decoder's reason; other files are skipped and counted.
+_PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif"}
 
 
 class LocalFolderSource:
@@ -129,6 +132,9 @@ class LocalFolderSource:
         except OSError as exc:
             return SkippedItem(self.source, ref, entry.name, f"unreadable ({exc.strerror})", provenance)
         kind = sniff_image(head)
+        if kind is None and entry.suffix.lower() in _PHOTO_SUFFIXES:
+            return RemotePhoto(self.source, ref, entry.name, provenance | {"format": "unknown"}, size=size,
+                               locator=str(resolved))
         if kind is None:
             return SkippedItem(self.source, ref, entry.name, "not a JPEG, PNG, WebP or HEIC image", provenance)
         if kind == "heic" and not self._heic:
@@ -145,7 +151,7 @@ class LocalFolderSource:
         if len(data) > self._max_bytes:
             raise PhotoTooLarge(f"{photo.name}: larger than the {self._max_bytes} byte limit", source_ref=photo.source_ref)
         verify_checksums(photo, data)
-        if sniff_image(data) is None:
+        if sniff_image(data) is None and Path(photo.locator).suffix.lower() not in _PHOTO_SUFFIXES:
             raise UnsupportedImage(f"{photo.name}: not a JPEG, PNG, WebP or HEIC image", source_ref=photo.source_ref)
         self.stats.add(photos_fetched=1, bytes_fetched=len(data))
         return data

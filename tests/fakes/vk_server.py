@@ -67,6 +67,7 @@ class FakeVk:
         self.api_calls: list[tuple[float, str, dict[str, str]]] = []
         self.errors_sent: dict[int, int] = {}
         self.downloads = 0
+        self.downloaded: dict[str, int] = {}  # downloads per file name ("-123_456000_w")
         self.tokens_seen_in_urls = 0
         self.app = CountingApp(Starlette(routes=[
             Route("/method/{name}", self._method, methods=["GET", "POST"]),
@@ -103,6 +104,7 @@ class FakeVk:
             self.api_calls.clear()
             self.errors_sent.clear()
             self.downloads = 0
+            self.downloaded.clear()
             self.app.count = 0
 
     @property
@@ -244,9 +246,10 @@ class FakeVk:
         return JSONResponse({"response": []})  # VK's answer for an unknown name
 
     async def _download(self, request: Request) -> Response:
+        stem = request.path_params["name"].removesuffix(".jpg")
         with self._lock:
             self.downloads += 1
-        stem = request.path_params["name"].removesuffix(".jpg")
+            self.downloaded[stem] = self.downloaded.get(stem, 0) + 1
         try:
             owner_id, photo_id, size_type = stem.rsplit("_", 2)
             index = int(photo_id)

@@ -1,0 +1,122 @@
+"""Signing in with VK ID for imports, and the user's saved sign-ins.
+
+- GET  /api/oauth/vk/start              → redirect to VK ID (authorization code + PKCE)
+- GET  /api/oauth/vk/callback           ← VK ID sends the browser back; the token is saved
+                                          encrypted and the browser returns to the Imports screen
+- GET  /api/credentials                 → the user's saved sign-ins, without secrets
+- POST /api/credentials/{provider}/revoke → forget a sign-in; jobs using it can no longer run
+
+`FACESEARCH_VK_REDIRECT_URI` must point at /api/oauth/vk/callback of this server. The
+handlers are synchronous (the credential store and the token exchange are), so FastAPI
+runs them in its thread pool.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi.responses import RedirectResponse
+from loguru import logger
+from pydantic import BaseModel
+
+from api.auth import CurrentUser
+from commands.credentials import PROVIDERS, CredentialStore
+from commands.importers.base import SourceError
+from facesearch.imports import ImportConfigError, begin_vk_sign_in, complete_vk_sign_in, credential_store
+from facesearch.settings import Settings, get_settings
+
+# Where the browser lands after signing in (the client's Imports screen).
+AFTER_SIGN_IN = "/#/imports"
+PROVIDER_ALIASES = {"yadisk": "yandex"}
+
+
+def current_owner(user: CurrentUser) -> str:
+    """Whose sign-ins these are: the signed-in user's id (replace via dependency_overrides)."""
+    return user.id
+
+
+def oauth_settings(request: Request) -> Settings:
+    system = getattr(request.app.state, "system", None)
+    return system.settings if system is not None else get_settings()
+
+
+def oauth_credentials(request: Request, settings: Annotated[Settings, Depends(oauth_settings)]) -> CredentialStore:
+    """The app's credential store (`app.state.credentials`), made on first use."""
+    store = getattr(request.app.state, "credentials", None)
+    if store is None:
+        try:
+            store = credential_store(settings)
+        except ImportConfigError as error:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from None
+        request.app.state.credentials = store
+    return store
+
+
+Owner = Annotated[str, Depends(current_owner)]
+OAuthSettings = Annotated[Settings, Depends(oauth_settings)]
+Store = Annotated[CredentialStore, Depends(oauth_credentials)]
+
+router = APIRouter(tags=["imports"])
+
+
+class CredentialOut(BaseModel):
+    id: str
+    provider: str
+    account: str | None
+    status: str  # "active", "expired" or "revoked"
+    created_at: float
+    expires_at: float | None
+
+
+class Revoked(BaseModel):
+    revoked: int
+
+
+@router.get("/api/oauth/vk/start", response_class=RedirectResponse, status_code=status.HTTP_302_FOUND)
+def vk_start(owner: Owner, settings: OAuthSettings, store: Store) -> RedirectResponse:
+    """Starts VK ID sign-in: redirects the browser to VK ID."""
+    try:
+        url = begin_vk_sign_in(owner, settings=settings, credentials=store)
+    except ImportConfigError as error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from None
+    return RedirectResponse(url, status_code=status.HTTP_302_FOUND)
+
+
+@router.get("/api/oauth/vk/callback", response_class=RedirectResponse, status_code=status.HTTP_303_SEE_OTHER)
+def vk_callback(
+    owner: Owner, settings: OAuthSettings, store: Store,
+    code: str = Query(""), state: str = Query(""), device_id: str = Query(""), error: str = Query(""),
+) -> RedirectResponse:
+    """Where VK ID sends the browser back: saves the token (encrypted) and returns to Imports."""
+    if error or not code or not state:
+        outcome = {"vk": "failed", "reason": "VK sign-in was cancelled or refused" + (f" ({error[:60]})" if error else "")}
+    else:
+        try:
+            credential_id = complete_vk_sign_in(owner, code, state, device_id, settings=settings, credentials=store)
+            outcome = {"vk": "connected", "credential": credential_id}
+        except (SourceError, ImportConfigError) as failure:
+            logger.info("VK sign-in for {} failed: {}", owner, failure)
+            outcome = {"vk": "failed", "reason": str(failure)[:200]}
+    return RedirectResponse(f"{AFTER_SIGN_IN}?{urlencode(outcome)}", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.get("/api/credentials", response_model=list[CredentialOut])
+def list_credentials(owner: Owner, store: Store) -> list[CredentialOut]:
+    """The user's saved sign-ins (never the tokens)."""
+    return [
+        CredentialOut(id=c.id, provider=c.provider, account=c.account, status=c.status, created_at=c.created_at,
+                      expires_at=c.expires_at)
+        for c in store.list(owner)
+    ]
+
+
+@router.post("/api/credentials/{provider}/revoke", response_model=Revoked)
+def revoke_credential(provider: str, owner: Owner, store: Store) -> Revoked:
+    """Forgets the user's sign-in with `provider` ("vk" or "yandex"); imports using it stop
+    being resumable and fail with a message saying so."""
+    provider = PROVIDER_ALIASES.get(provider, provider)
+    if provider not in PROVIDERS:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no such provider {provider!r}")
+    return Revoked(revoked=store.revoke(owner, provider))

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The test suite: unit, integration (real PostgreSQL, tansu, Milvus Lite, model weights),
+# end-to-end and browser tests. Slow benchmarks are marked `slow` and not run here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System tools some tests drive: Chromium for the browser tests, Prometheus for the
+# monitoring test. Installed from Debian's registry when missing.
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v prometheus >/dev/null || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "missing ${missing[*]}: install them with apt-get (needed by browser and monitoring tests)" >&2
+  fi
+fi
+
+.venv/bin/python -m pytest "$@"
