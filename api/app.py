@@ -37,12 +37,15 @@ def create_app(settings: Settings | None = None, *, run_system: bool = True) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         system = System(settings)
         app.state.system = system
-        await system.start(reconcile=run_system) if run_system else await system.prepare_read_models()
+        # Embedded: the whole system lives in the API's process. Production: the relay,
+        # projections and workers run as their own processes (`facesearch run ROLE`).
+        runs_system = run_system and settings.embedded
+        await system.start(reconcile=True) if runs_system else await system.prepare_read_models()
         app.state.users = UserStore(system.engine, system.runner.writer)
         await app.state.users.create_tables()
         app.state.imports = ImportJobs(system)
         app.state.examples = search.ExampleStore()
-        if run_system:
+        if runs_system:
             from facesearch.imports import resume_open_imports
 
             app.state.resume = asyncio.create_task(asyncio.to_thread(resume_open_imports, system.app, settings))

@@ -119,7 +119,7 @@ class FaceSearchApp(Application[UUID]):
         except IntegrityError:
             # Another process stored the same bytes at the same moment: retry as a duplicate.
             if import_job is not None:
-                import_job = self.repository.get(import_job.id, skip_cache=True)
+                import_job = self.repository.get(import_job.id)
             return self.store_photo(data, owner=owner, source=source, source_ref=source_ref, import_job=import_job)
         return outcome
 

@@ -25,7 +25,7 @@ from commands.importers.base import (
     SourceError,
     UnsupportedImage,
 )
-from domain.import_job import ImportJob
+from domain.import_job import ImportJob, ImportNotOpen
 
 # Errors about one photo; any other SourceError (expired token, no access) stops the job.
 PER_PHOTO_ERRORS = (ChecksumMismatch, UnsupportedImage, PhotoTooLarge)
@@ -71,7 +71,7 @@ def run_import(
             job.fail(str(error))
             app.save_import(job)
         return ImportResult(job.id, job.status, job.counts(), str(error))
-    except ImportCancelledElsewhere:
+    except (ImportCancelledElsewhere, ImportNotOpen):
         job = app.get_import(import_id)
     finally:
         source.close()
@@ -129,4 +129,4 @@ def _settle_once(app: FaceSearchApp, job: ImportJob, item: RemotePhoto | Skipped
 
 
 def _reload(app: FaceSearchApp, job: ImportJob) -> ImportJob:
-    return app.repository.get(job.id, skip_cache=True)
+    return app.repository.get(job.id)  # the cache fast-forwards from the store

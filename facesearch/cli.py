@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -42,6 +43,52 @@ def up(
     settings = get_settings()
     typer.echo(f"facesearch on http://{host or settings.api_host}:{port or settings.api_port} (profile {settings.profile.value})")
     uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port, log_level="warning")
+
+
+class Role(str, Enum):
+    relay = "relay"
+    projections = "projections"
+    worker = "worker"
+
+
+@app.command()
+def run(
+    role: Annotated[Role, typer.Argument(help="The part to run in this process")],
+    metrics_port: Annotated[int, typer.Option(help="Serve /metrics on this port (0: none)")] = 0,
+) -> None:
+    """One part of the system in this process (production: one container each).
+
+    relay: the outbox relay and the reconciler; projections: every read model and the
+    Milvus index; worker: face analysis on commands from the broker."""
+    import signal
+
+    from facesearch import metrics
+    from facesearch.system import System
+
+    settings = get_settings().model_copy(update={"process_role": role.value})
+    if metrics_port:
+        metrics.serve(metrics_port)
+
+    async def main() -> None:
+        if role is Role.worker:
+            from gpu_workers.worker import run_standalone
+
+            await run_standalone(settings)
+            return
+        system = System(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        is_relay = role is Role.relay
+        await system.start(relay=is_relay, projections=not is_relay, reconcile=is_relay, workers=False)
+        typer.echo(f"facesearch {role.value} running")
+        try:
+            await stop.wait()
+        finally:
+            await system.stop()
+
+    asyncio.run(main())
 
 
 def _progress_bar(label: str):
@@ -84,6 +131,109 @@ def import_local(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     _print_result(result)
+
+
+def _token_from(token_env: str | None, label: str, needed: bool) -> str | None:
+    """The token from the named environment variable, or typed at a hidden prompt; never an
+    argument (it would land in the shell's history and in `ps`)."""
+    import os
+
+    if token_env:
+        token = os.environ.get(token_env, "").strip()
+        if not token:
+            typer.echo(f"error: the environment variable {token_env} is not set or empty", err=True)
+            raise typer.Exit(2)
+        return token
+    if not needed:
+        return None
+    return typer.prompt(f"{label} access token (not shown)", hide_input=True).strip() or None
+
+
+def _import_remote(source: str, link: str, token_env: str | None, owner: str) -> None:
+    from commands.importers.base import SourceError
+    from commands.importers.links import YandexDiskPath, parse_link
+    from facesearch.imports import REMOTE_SOURCES, SOURCE_LABELS, ImportConfigError, credential_store, start_import
+    from facesearch.system import make_app
+
+    settings = get_settings()
+    try:
+        parsed = parse_link(link)  # a bad link is refused before anything else
+        public = source == "yadisk" and not isinstance(parsed, YandexDiskPath)
+        store = None if public and not token_env else credential_store(settings)
+        saved = store is not None and store.active(owner, REMOTE_SOURCES[source]) is not None
+        token = _token_from(token_env, SOURCE_LABELS[source], needed=not public and not saved)
+        fs_app = make_app(settings)
+        bar, update = _progress_bar("importing")
+        with bar:
+            result = start_import(fs_app, settings, owner=owner, link=link, token=token, source=source,
+                                  credentials=store, progress=update)
+    except (SourceError, ImportConfigError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    _print_result(result)
+
+
+TokenEnv = Annotated[str | None, typer.Option(
+    "--token-env", metavar="VAR",
+    help="Read the access token from this environment variable (otherwise the saved sign-in, or a hidden prompt)",
+)]
+OwnerOption = Annotated[str, typer.Option(help="The user the photos belong to")]
+
+
+@import_app.command("vk")
+def import_vk(
+    link: Annotated[str, typer.Argument(help="A VK album, album list or page: vk.com/album-1_2, vk.com/albums-1, vk.com/name")],
+    token_env: TokenEnv = None,
+    owner: OwnerOption = "local",
+) -> None:
+    """Import the photos behind a VK link (needs a VK access token with the photos scope)."""
+    _import_remote("vk", link, token_env, owner)
+
+
+@import_app.command("yadisk")
+def import_yadisk(
+    link: Annotated[str, typer.Argument(help="A public link (disk.yandex.ru/d/…, yadi.sk/…) or disk:/path on your own disk")],
+    token_env: TokenEnv = None,
+    owner: OwnerOption = "local",
+) -> None:
+    """Import the images of a Yandex.Disk folder or file (public links need no token)."""
+    _import_remote("yadisk", link, token_env, owner)
+
+
+@import_app.command("cancel")
+def import_cancel(import_id: Annotated[str, typer.Argument(help="The import's id (see `facesearch import list`)")]) -> None:
+    """Cancel an import; a run in progress anywhere stops at its next photo."""
+    from uuid import UUID
+
+    from facesearch.imports import ImportNotFound, cancel_import
+    from facesearch.system import make_app
+
+    try:
+        result = cancel_import(make_app(get_settings()), UUID(import_id))
+    except (ValueError, ImportNotFound) as error:
+        typer.echo(f"error: {error if isinstance(error, ImportNotFound) else 'not an import id'}", err=True)
+        raise typer.Exit(2) from None
+    _print_result(result)
+
+
+@import_app.command("list")
+def import_list(
+    owner: Annotated[str | None, typer.Option(help="Only this user's imports")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Every import job with its status and counts, oldest first."""
+    from facesearch.imports import list_imports
+    from facesearch.system import make_app
+
+    for job in list_imports(make_app(get_settings()), owner):
+        row = {"import_id": str(job.import_id), "owner": job.owner, "source": job.source, "target": job.target,
+               "status": job.status, **job.counts}
+        if as_json:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            c = job.counts
+            typer.echo(f"{job.import_id}  {job.status:<9}  {job.source:<6}  stored {c['stored']}/{c['discovered']}, "
+                       f"skipped {c['skipped']}, failed {c['failed']}  {job.target}")
 
 
 @import_app.command("resume")

@@ -25,12 +25,12 @@ from loguru import logger
 from commands.app import FaceSearchApp
 from commands.credentials import CredentialError, CredentialMissing, CredentialStore
 from commands.importers import Credentials, SourceConfig, open_local_source, open_source
-from commands.importers.base import BadLink, PhotoSource, SourceError, TokenExpired
+from commands.importers.base import BadLink, PhotoSource, SourceError
 from commands.importers.links import ImportLink, VkAlbumLink, VkOwnerLink, VkScreenNameLink, YandexDiskPath, parse_link
 from commands.importers.tokens import TokenKeyMissing
 from commands.importers.vk_oauth import VkAuthError, exchange_code, start_authorization
 from commands.importing import ImportResult, Progress, run_import
-from domain.import_job import ImportJob, ImportRequested
+from domain.import_job import ImportJob, ImportNotOpen, ImportRequested
 from facesearch.settings import Settings
 
 # Import sources backed by a remote service, and the credential provider each signs in with.
@@ -65,6 +65,19 @@ class ImportSummary:
     counts: dict[str, int]
 
 
+def _run(app: FaceSearchApp, import_id: UUID, source: PhotoSource, settings: Settings,
+         progress: Progress | None) -> ImportResult:
+    """`run_import`, answering with the job's status when it was cancelled or ended elsewhere
+    mid-photo (the runner then meets a closed job: `ImportNotOpen`)."""
+    try:
+        return run_import(app, import_id, source, concurrency=settings.import_concurrency, progress=progress)
+    except ImportNotOpen:
+        source.close()
+        job = app.repository.get(import_id)
+        logger.info("import {} stopped: it is {}", import_id, job.status)
+        return ImportResult(job.id, job.status, job.counts())
+
+
 # ---------------------------------------------------------------- local folders
 
 
@@ -83,7 +96,7 @@ def import_local(
     target = str(Path(folder).resolve())
     source = local_source(settings, folder, operator)  # refuses bad paths before any event
     import_id = app.request_import(owner=owner, source="local", target=target, options={"operator": operator})
-    return run_import(app, import_id, source, progress=progress)
+    return _run(app, import_id, source, settings, progress)
 
 
 # ---------------------------------------------------------------- VK and Yandex.Disk
@@ -144,9 +157,51 @@ def credential_store(settings: Settings, given: CredentialStore | None = None) -
         raise ImportConfigError(str(error)) from None
 
 
-def _open_remote(settings: Settings, link: str, source: str, token: str | None) -> PhotoSource:
+class _SignInGuard:
+    """A remote source that stops with the store's message once its sign-in is revoked or
+    expires mid-run: checked at the start and then every `every` items or `seconds`."""
+
+    def __init__(self, inner: PhotoSource, store: CredentialStore, credential_id: str, *,
+                 every: int = 100, seconds: float = 10.0) -> None:
+        self.inner = inner
+        self.source = inner.source
+        self._store = store
+        self._credential_id = credential_id
+        self._every = every
+        self._seconds = seconds
+
+    def __repr__(self) -> str:
+        return f"_SignInGuard({self.inner!r})"
+
+    def discover(self):
+        self._check()
+        since, checked = 0, time.monotonic()
+        for item in self.inner.discover():
+            since += 1
+            if since >= self._every or time.monotonic() - checked >= self._seconds:
+                self._check()
+                since, checked = 0, time.monotonic()
+            yield item
+
+    def _check(self) -> None:
+        self._store.token_for(self._credential_id)  # raises CredentialRevoked / CredentialExpired
+
+    def fetch(self, photo):
+        return self.inner.fetch(photo)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _open_remote(
+    settings: Settings, link: str, source: str, token: str | None,
+    store: CredentialStore | None = None, credential_id: str | None = None,
+) -> PhotoSource:
     credentials = Credentials(vk_token=token) if source == "vk" else Credentials(yandex_token=token)
-    return open_source(link, credentials, source_config(settings, source))
+    opened = open_source(link, credentials, source_config(settings, source))  # makes no request yet
+    if store is not None and credential_id is not None:
+        return _SignInGuard(opened, store, credential_id)
+    return opened
 
 
 def prepare_import(
@@ -163,8 +218,10 @@ def prepare_import(
     found = source_of(parsed)
     if source is not None and source != found:
         raise BadLink(f"this is a {SOURCE_LABELS[found]} link, not {SOURCE_LABELS.get(source, source)}")
+    source_config(settings, found)  # a misconfigured base refuses before the token is saved
     options: dict[str, Any] = {}
     secret: str | None = None
+    store: CredentialStore | None = None
     if _needs_token(parsed) or credential_id is not None:
         provider = REMOTE_SOURCES[found]
         store = credential_store(settings, credentials)
@@ -177,7 +234,7 @@ def prepare_import(
             credential_id = active.id
         secret = store.token_for(credential_id, owner=owner, provider=provider)
         options["credential_id"] = credential_id
-    photo_source = _open_remote(settings, link, found, secret)  # makes no request yet
+    photo_source = _open_remote(settings, link, found, secret, store, options.get("credential_id"))
     import_id = app.request_import(owner=owner, source=found, target=link.strip(), options=options)
     return PreparedImport(import_id, photo_source)
 
@@ -190,8 +247,7 @@ def start_import(
     """Records and runs an import of a VK or Yandex.Disk link (see `prepare_import`)."""
     prepared = prepare_import(app, settings, owner=owner, link=link, token=token, credential_id=credential_id,
                               source=source, credentials=credentials)
-    return run_import(app, prepared.import_id, prepared.source, concurrency=settings.import_concurrency,
-                      progress=progress)
+    return _run(app, prepared.import_id, prepared.source, settings, progress)
 
 
 # ---------------------------------------------------------------- resume, cancel, list
@@ -224,11 +280,11 @@ def resume_import(
         return ImportResult(job.id, job.status, job.counts())
     if job.source == "local":
         source = local_source(settings, job.target, bool(job.options.get("operator")))
-        return run_import(app, import_id, source, progress=progress)
+        return _run(app, import_id, source, settings, progress)
     if job.source not in REMOTE_SOURCES:
         raise SourceError(f"import {import_id} comes from {job.source!r}, which cannot be resumed")
     credential_id = job.options.get("credential_id")
-    token = None
+    token, store = None, None
     if credential_id:
         store = credential_store(settings, credentials)
         try:
@@ -237,10 +293,10 @@ def resume_import(
             logger.warning("import {} cannot resume: {}", import_id, error)
             return _fail(app, job, str(error))
     try:
-        source = _open_remote(settings, job.target, job.source, token)
+        source = _open_remote(settings, job.target, job.source, token, store, credential_id)
     except SourceError as error:  # TokenExpired for a job recorded without a credential
         return _fail(app, job, str(error))
-    return run_import(app, import_id, source, concurrency=settings.import_concurrency, progress=progress)
+    return _run(app, import_id, source, settings, progress)
 
 
 def resume_open_imports(app: FaceSearchApp, settings: Settings) -> list[ImportResult]:
@@ -312,12 +368,14 @@ def complete_vk_sign_in(
         client_id=client_id, redirect_uri=redirect_uri, code=code, device_id=device_id,
         expected_state=state, returned_state=state, code_verifier=verifier, id_base=id_base,
     )
-    return store.save(owner, "vk", token.access_token, token.expires_at or None,
+    # No expires_in (or 0) means a token without an expiry, not one that expired on arrival.
+    expires_at = token.expires_at if token.expires_at > time.time() + 1 else None
+    return store.save(owner, "vk", token.access_token, expires_at,
                       refresh_token=token.refresh_token, account=str(token.user_id or "") or None)
 
 
 __all__ = [
-    "ImportConfigError", "ImportNotFound", "ImportSummary", "PreparedImport", "TokenExpired", "begin_vk_sign_in",
+    "ImportConfigError", "ImportNotFound", "ImportSummary", "PreparedImport", "begin_vk_sign_in",
     "cancel_import", "complete_vk_sign_in", "credential_store", "import_local", "list_imports", "local_source",
     "prepare_import", "resume_import", "resume_open_imports", "source_config", "source_of", "start_import",
 ]

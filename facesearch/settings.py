@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     milvus_ivf_nlist: int = 1024
     milvus_ivf_nprobe: int = 32
     milvus_pq_m: int = 32  # sub-quantisers: must divide the embedding dimension
+    milvus_consistency: str = "Bounded"  # "Strong" costs a Milvus server ~200 ms a search
     # Metric per embedding model (Milvus spelling); models not named here use COSINE.
     model_metrics: dict[str, str] = Field(default_factory=lambda: {"arcface": "L2"})
 

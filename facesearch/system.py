@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+import sqlalchemy as sa
 from loguru import logger
 
 from commands.app import FaceSearchApp
@@ -90,8 +91,17 @@ class System:
         return read_envelopes(self.app, after, limit)
 
     async def prepare_read_models(self) -> None:
-        await self.runner.create_tables()
-        await self.runner.register(self.topic_for_family)
+        # Processes starting together (relay, projections, API) race to create the same
+        # tables and rows; the loser of a race finds them made and tries again.
+        for attempt in range(5):
+            try:
+                await self.runner.create_tables()
+                await self.runner.register(self.topic_for_family)
+                return
+            except sa.exc.DBAPIError:
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
 
     async def start(
         self, *, relay: bool = True, projections: bool = True, reconcile: bool = False, workers: bool | None = None

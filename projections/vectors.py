@@ -43,6 +43,9 @@ class IndexConfig:
     ivf_nprobe: int = 32
     pq_m: int = 32
     metrics: tuple[tuple[str, str], ...] = (("arcface", "L2"),)
+    # "Strong" makes a Milvus server wait for its next time tick (~200 ms) on every search;
+    # "Bounded" sees writes within about a second, which a search of photos can afford.
+    consistency: str = "Bounded"
 
     @classmethod
     def from_settings(cls, settings: Any) -> IndexConfig:
@@ -55,6 +58,7 @@ class IndexConfig:
             ivf_nprobe=settings.milvus_ivf_nprobe,
             pq_m=settings.milvus_pq_m,
             metrics=tuple(sorted(settings.model_metrics.items())),
+            consistency=settings.milvus_consistency,
         )
 
     def metric_for(self, model: str) -> str:
@@ -166,7 +170,7 @@ class FaceVectorIndex:
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
             self.client.create_collection(
                 name, schema=schema, index_params=self._index_params(self.config.metric_for(model), dim),
-                consistency_level="Strong",
+                consistency_level=self.config.consistency,
             )
             logger.info("created Milvus collection {} ({}-d, {}, {})", name, dim, self.config.metric_for(model), self.index_type)
         self._known[name] = dim

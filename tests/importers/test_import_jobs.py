@@ -217,6 +217,18 @@ def test_yandex_public_folder_imports_exactly_the_images_and_records_the_skipped
     assert world.store.list("ann") == []
 
 
+def test_yandex_own_disk_uses_the_saved_sign_in(world):
+    world.disk.own = {"Photos": {"2019": {"a.jpg": make_image(11), "b.txt": b"x"}, "c.png": make_image(12, "PNG")}}
+    with pytest.raises(CredentialMissing, match="sign in with Yandex.Disk first"):
+        world.start("disk:/Photos")
+    assert world.events() == []
+    cid = world.store.save("ann", "yandex", yadisk_server.GOOD_TOKEN)
+    result = world.start("disk:/Photos")
+    assert result.counts == {"discovered": 3, "stored": 2, "skipped": 1, "failed": 0}
+    assert world.app.get_import(result.import_id).options == {"credential_id": cid}
+    assert world.disk.auth_headers_at_storage == 0
+
+
 def test_checksum_mismatch_ends_as_photo_failed_with_the_reason(world):
     world.disk.public["NestedKey1"] = NESTED
     world.disk.wrong_md5.add("public:NestedKey1:/trip/beach.png")
@@ -335,6 +347,18 @@ def test_a_revoked_credential_can_neither_start_nor_resume_a_job(world):
         assert conn.execute(sa.select(credentials_table.c.ciphertext)).scalar_one() == ""
 
 
+def test_revoking_during_a_run_stops_the_job_with_a_message(world):
+    world.vk.add_community(123, "club_photos", [400])
+
+    def revoke_at_120(counts: dict[str, int]) -> None:
+        if counts["stored"] == 120:
+            world.store.revoke("ann", "vk")
+
+    result = world.start("vk.com/club_photos", token=VK_TOKEN, progress=revoke_at_120)
+    assert result.status == ImportStatus.failed and "revoked" in result.reason
+    assert 120 <= result.counts["stored"] < 400
+
+
 # ---------------------------------------------------------------- crash and resume, cancel
 
 CRASHING_CHILD = """
@@ -391,22 +415,21 @@ def test_a_crash_midway_resumes_without_downloading_finished_photos_again(world)
 
 def test_cancel_stops_a_running_import_and_it_is_not_resumed(world):
     world.vk.add_community(321, "big_club", [300])
-    cid = world.store.save("ann", "vk", VK_TOKEN)
-    prepared = prepare_import(world.app, world.settings, owner="ann", link="vk.com/big_club", credential_id=cid,
-                              credentials=world.store)
+    cancelled: list[UUID] = []
 
     def cancel_at_50(counts: dict[str, int]) -> None:
-        if counts["stored"] == 50:
-            cancel_import(world.app, prepared.import_id)
+        if counts["stored"] == 50 and not cancelled:  # as the CLI or the API would, from elsewhere
+            [import_id] = world.app.open_import_ids()
+            cancelled.append(cancel_import(world.app, import_id).import_id)
 
-    from commands.importing import run_import
-
-    result = run_import(world.app, prepared.import_id, prepared.source, progress=cancel_at_50)
+    result = world.start("vk.com/big_club", token=VK_TOKEN, progress=cancel_at_50)
     assert result.status == ImportStatus.cancelled
+    assert cancelled == [result.import_id]
     assert 50 <= result.counts["stored"] < 300
+    assert kinds(world.job_events(result.import_id))[-1] == "ImportCancelled"
     assert world.app.open_import_ids() == []
-    assert cancel_import(world.app, prepared.import_id).status == ImportStatus.cancelled  # twice is fine
-    assert world.resume(prepared.import_id).status == ImportStatus.cancelled
+    assert cancel_import(world.app, result.import_id).status == ImportStatus.cancelled  # twice is fine
+    assert world.resume(result.import_id).status == ImportStatus.cancelled
 
 
 # ---------------------------------------------------------------- VK ID sign-in
@@ -448,3 +471,46 @@ def test_vk_sign_in_through_the_oauth_routes(world):
     assert client.post("/api/credentials/dropbox/revoke").status_code == 404
     with pytest.raises(CredentialMissing):
         world.store.token_for(owner="ann", provider="vk")
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def test_cli_imports_lists_and_cancels_without_a_token_on_the_command_line(world, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from facesearch import cli
+    from facesearch.settings import get_settings
+
+    world.vk.add_community(123, "club_photos", [12])
+    world.disk.public["NestedKey1"] = NESTED
+    s = world.settings
+    for name, value in {"VAR_DIR": s.var_dir, "TOKEN_KEY": TOKEN_KEY, "VK_API_BASE": s.vk_api_base,
+                        "YADISK_API_BASE": s.yadisk_api_base, "IMPORT_ALLOW_LOOPBACK_HTTP": "true",
+                        "VK_REQUESTS_PER_SECOND": "30"}.items():
+        monkeypatch.setenv(f"FACESEARCH_{name}", str(value))
+    monkeypatch.setenv("MY_VK_TOKEN", VK_TOKEN)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    try:
+        vk = runner.invoke(cli.app, ["import", "vk", "vk.com/club_photos", "--token-env", "MY_VK_TOKEN"])
+        assert vk.exit_code == 0, vk.output
+        disk = runner.invoke(cli.app, ["import", "yadisk", "https://disk.yandex.ru/d/NestedKey1"])
+        assert disk.exit_code == 0, disk.output
+        # The saved sign-in serves the next VK import; no prompt, no argument.
+        again = runner.invoke(cli.app, ["import", "vk", "vk.com/club_photos"])
+        assert again.exit_code == 0, again.output
+        bad = runner.invoke(cli.app, ["import", "vk", "http://127.0.0.1/x"])
+        assert bad.exit_code == 2 and "https" in bad.output
+        listed = runner.invoke(cli.app, ["import", "list", "--json"])
+        rows = [json.loads(line) for line in listed.output.splitlines()]
+        assert [(r["source"], r["status"], r["stored"]) for r in rows] == [
+            ("vk", "completed", 12), ("yadisk", "completed", 4), ("vk", "completed", 12)]
+        cancelled = runner.invoke(cli.app, ["import", "cancel", rows[0]["import_id"]])
+        assert cancelled.exit_code == 0 and json.loads(cancelled.output.splitlines()[-1])["status"] == "completed"
+        assert runner.invoke(cli.app, ["import", "cancel", "nope"]).exit_code == 2
+        assert VK_TOKEN not in vk.output + again.output + listed.output
+    finally:
+        get_settings.cache_clear()
