@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from domain.import_job import ImportJob
+from domain.people import People
 from domain.photo import Photo
 
-FAMILY_OF_AGGREGATE: dict[type, str] = {Photo: "photos", ImportJob: "imports"}
+FAMILY_OF_AGGREGATE: dict[type, str] = {Photo: "photos", ImportJob: "imports", People: "people"}
 FAMILIES: tuple[str, ...] = tuple(FAMILY_OF_AGGREGATE.values())
 
 

@@ -111,7 +111,7 @@ class System:
         metrics.start_resource_sampler(self.settings.process_role)
         await self.prepare_read_models()
         if self.own_broker is not None:
-            await asyncio.to_thread(self.own_broker.start)
+            self.own_broker.start()  # in this thread: the broker dies with the thread that started it
         self.transport = BrokerTransport(
             self.settings, bootstrap=self.own_broker.bootstrap if self.own_broker else None
         )
