@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
-from api import auth, export, imports, photos, search
+from api import auth, export, imports, oauth, photos, search
 from api.client import mount_client
 from api.gql.schema import context_for, schema
 from api.imports import ImportJobs
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, *, run_system: bool = True) -> 
     app.include_router(export.router)
     app.include_router(imports.router)
     app.include_router(search.router)
+    app.include_router(oauth.router)
     app.include_router(
         GraphQLRouter(
             schema,

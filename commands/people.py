@@ -20,6 +20,7 @@ Entry points (`run_clustering`, `attach_new_faces`, `name_person`, ...) take the
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from collections import defaultdict
@@ -123,7 +124,12 @@ def plan_clustering(
     # 2. Cluster the good faces left.
     seeds = [i for i in free if faces.ids[i] not in taken and not faces.low_quality[i]]
     t = time.perf_counter()
-    result = algorithm_named(algorithm)(faces.vectors[seeds], threshold, **(params or {}))
+    cluster = algorithm_named(algorithm)
+    try:
+        inspect.signature(cluster).bind(faces.vectors[seeds], threshold, **(params or {}))
+    except TypeError as error:  # an option this algorithm does not have
+        raise ClusteringError(f"{algorithm}: {error}") from None
+    result = cluster(faces.vectors[seeds], threshold, **(params or {}))
     stages["cluster_s"] = time.perf_counter() - t
     clusters: dict[int, list[int]] = defaultdict(list)
     for i, label in zip(seeds, result.labels.tolist()):
@@ -170,7 +176,7 @@ def plan_clustering(
         centre = faces.vectors[idx].mean(axis=0)
         representatives[person_id] = ids[int(np.argmax(faces.vectors[idx] @ centre))]
     assigned = {f for fs in new_people.values() for f in fs} | taken
-    unassigned = [f for i, f in enumerate(faces.ids) if i in set(free) and f not in assigned]
+    unassigned = [faces.ids[i] for i in free if faces.ids[i] not in assigned]
     return ClusteringPlan(
         algorithm=algorithm, parameters={**result.parameters, "threshold": round(float(threshold), 6),
                                          "attach_leftovers": attach_leftovers},

@@ -19,7 +19,6 @@ import sqlalchemy as sa
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from commands.envelopes import read_envelopes
 from commands.policies import commands_for
 from domain.envelope import EventEnvelope, partition_for
 

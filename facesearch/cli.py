@@ -305,6 +305,7 @@ def _search_deps():
     from projections.db import make_engine
 
     settings = get_settings()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
     return settings, make_engine(settings.resolved_read_model_url()), make_vector_index(settings)
 
 
@@ -391,3 +392,165 @@ def verify(
         f"{'same' if verdict.same else 'different'}: {verdict.metric} distance {verdict.distance:.4f}, "
         f"similarity {verdict.similarity:.1f} % (threshold {verdict.threshold:g} %, model {verdict.model})"
     )
+
+
+# People: clustering and corrections ----------------------------------------------------------
+
+people_app = typer.Typer(help="People: the faces grouped by who they are, and corrections.", no_args_is_help=True)
+app.add_typer(people_app, name="people")
+
+PeopleOwner = Annotated[str, typer.Option(help="Whose faces")]
+PeopleModel = Annotated[str | None, typer.Option(help="Embedding model (default: the workers' model)")]
+
+
+def _parse_params(pairs: list[str]) -> dict[str, object]:
+    """`key=value` algorithm options: integers, floats, true/false, or text."""
+    out: dict[str, object] = {}
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected key=value, got {item!r}")
+        if value.lower() in ("true", "false"):
+            out[key] = value.lower() == "true"
+            continue
+        for kind in (int, float):
+            try:
+                out[key] = kind(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = value
+    return out
+
+
+@app.command()
+def cluster(
+    algorithm: Annotated[str | None, typer.Option(help="hdbscan (default), dbscan, kmeans or agglomerative")] = None,
+    model: PeopleModel = None,
+    owner: PeopleOwner = "local",
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Algorithm option key=value (repeatable): "
+                     "hdbscan k, min_cluster_size; dbscan eps, min_samples; kmeans k; agglomerative distance, linkage")] = None,
+    percent: Annotated[float | None, typer.Option(help="Calibrated similarity for 'same person' (default 85)")] = None,
+    incremental: Annotated[bool, typer.Option("--incremental", help="Only attach faces new since the last run to "
+                                              "existing people (nearest neighbours in Milvus), no re-clustering")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Group the owner's faces into people (a full re-run keeps every correction)."""
+    from dataclasses import asdict
+
+    from commands.clustering import ClusteringError
+    from commands.people import attach_new_faces, run_clustering
+    from facesearch.system import System
+
+    async def run():
+        system = System(get_settings(), start_broker=False)
+        try:
+            await system.prepare_read_models()
+            if incremental:
+                return await attach_new_faces(system, owner, model, percent=percent)
+            return await run_clustering(system, owner, model, algorithm, _parse_params(param or []), percent=percent)
+        finally:
+            await system.engine.dispose()
+            system.vectors.close()
+            system.app.close()
+
+    try:
+        result = asyncio.run(run())
+    except ClusteringError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    if incremental:
+        row = {"attached": sum(len(v) for v in result.values()), "people": len(result)}
+        typer.echo(json.dumps(row) if as_json else f"{row['attached']} new faces joined {row['people']} people")
+        return
+    if as_json:
+        typer.echo(json.dumps(asdict(result)))
+        return
+    typer.echo(f"{result.algorithm} over {result.faces} faces ({result.model}): {result.people} people, "
+               f"{result.attached} faces joined edited people, {result.unassigned} unassigned, {result.seconds:.1f} s")
+
+
+def _correct(action, *args):
+    from domain.people import InvalidCorrection, PersonNotFound
+    from facesearch.system import make_app
+
+    fs_app = make_app(get_settings())
+    try:
+        return action(fs_app, *args)
+    except (InvalidCorrection, PersonNotFound) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        fs_app.close()
+
+
+def _model(model: str | None) -> str:
+    return model or get_settings().embedder
+
+
+@people_app.command("list")
+def people_list(owner: PeopleOwner = "local", model: PeopleModel = None,
+                as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every person, largest first (from the people read model)."""
+    from projections.db import make_engine
+    from projections.people import list_people
+
+    async def run():
+        engine = make_engine(get_settings().resolved_read_model_url())
+        try:
+            return await list_people(engine, owner, _model(model))
+        finally:
+            await engine.dispose()
+
+    for row in asyncio.run(run()):
+        if as_json:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            typer.echo(f"{row['id']}  {row['size']:>5}  {'edited' if row['edited'] else 'auto  '}  "
+                       f"{row['name'] or '-'}  (face {row['representative_face_id']})")
+
+
+@people_app.command("name")
+def people_name(person: str, name: str, owner: PeopleOwner = "local", model: PeopleModel = None) -> None:
+    """Name a person."""
+    from commands.people import name_person
+
+    _correct(name_person, owner, _model(model), person, name)
+
+
+@people_app.command("merge")
+def people_merge(person: str, other: str, owner: PeopleOwner = "local", model: PeopleModel = None) -> None:
+    """OTHER's faces join PERSON; OTHER is gone."""
+    from commands.people import merge_people
+
+    _correct(merge_people, owner, _model(model), person, other)
+
+
+@people_app.command("move")
+def people_move(
+    face: Annotated[str, typer.Argument(help="Face id: <photo id>:<face index>")],
+    to: Annotated[str | None, typer.Option(help="Person to move it to (default: a new person)")] = None,
+    owner: PeopleOwner = "local", model: PeopleModel = None,
+) -> None:
+    """Move a face to another person (it stays there through every re-run)."""
+    from commands.people import move_face
+
+    typer.echo(_correct(move_face, owner, _model(model), face, to))
+
+
+@people_app.command("not")
+def people_not(face: str, person: str, owner: PeopleOwner = "local", model: PeopleModel = None) -> None:
+    """Mark a face as "not this person": it leaves and never joins that person again."""
+    from commands.people import reject_face
+
+    _correct(reject_face, owner, _model(model), face, person)
+
+
+@people_app.command("split")
+def people_split(person: str, faces: Annotated[list[str], typer.Argument(help="Face ids that form the new person")],
+                 owner: PeopleOwner = "local", model: PeopleModel = None) -> None:
+    """Split a person: FACES leave it as a new person (its id is printed)."""
+    from commands.people import split_person
+
+    typer.echo(_correct(split_person, owner, _model(model), person, faces))

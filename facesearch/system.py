@@ -30,6 +30,7 @@ from projections import queries
 from projections.base import Projection
 from projections.db import make_engine
 from projections.faces import faces_projection
+from projections.people import people_projection
 from projections.photos import imports_projection, photos_projection
 from projections.replay import replay
 from projections.runner import ProjectionRunner
@@ -37,7 +38,9 @@ from projections.vectors import FaceVectorIndex, IndexConfig, VectorProjection
 
 # The projections that need nothing but the read-model database; each System adds
 # "vectors" (the Milvus projection), bound to its own Milvus connection.
-PROJECTIONS: dict[str, Projection] = {p.name: p for p in (photos_projection, imports_projection, faces_projection)}
+PROJECTIONS: dict[str, Projection] = {
+    p.name: p for p in (photos_projection, imports_projection, faces_projection, people_projection)
+}
 
 
 def make_blob_store(settings: Settings) -> BlobStore:

@@ -126,7 +126,7 @@ def verify_at(raw: np.ndarray, labels: np.ndarray, threshold: float, metric: str
 def ten_fold(raw: np.ndarray, labels: np.ndarray, folds: np.ndarray, metric: str) -> tuple[Verification, list[float]]:
     """The LFW protocol: threshold chosen on nine folds, applied to the tenth; pooled metrics
     over all test folds, the mean threshold, and each fold's accuracy."""
-    pred_correct, accs, thresholds = [], [], []
+    accs, thresholds = [], []
     pooled_raw, pooled_lab, pooled_thr = [], [], []
     for fold in np.unique(folds):
         train, test = folds != fold, folds == fold

@@ -130,3 +130,39 @@ vector_photos = sa.Table(
     sa.Column("import_id", sa.String(36)),
     sa.Column("imported_at", sa.String(40), nullable=False),
 )
+
+# People (projections/people.py): one stream of people per owner and embedding model.
+people_models = sa.Table(
+    "people_models",
+    metadata,
+    sa.Column("people_id", sa.String(36), primary_key=True),  # the People aggregate
+    sa.Column("owner", sa.String(128), nullable=False, index=True),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("runs", sa.Integer, nullable=False, default=0),
+    sa.Column("algorithm", sa.String(32)),  # of the last full run
+    sa.Column("parameters", sa.JSON),
+    sa.Column("unassigned", sa.Integer, nullable=False, default=0),  # faces of no person after it
+    sa.Column("clustered_at", sa.String(40)),
+)
+
+people = sa.Table(
+    "people",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("people_id", sa.String(36), nullable=False, index=True),
+    sa.Column("owner", sa.String(128), nullable=False, index=True),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("name", sa.Text, nullable=False, default=""),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("representative_face_id", sa.String(48), nullable=False),
+    sa.Column("edited", sa.Boolean, nullable=False, default=False),  # corrected by hand: runs keep its faces
+    sa.Column("updated_at", sa.String(40), nullable=False),
+)
+
+person_faces = sa.Table(
+    "person_faces",
+    metadata,
+    sa.Column("people_id", sa.String(36), primary_key=True),
+    sa.Column("face_id", sa.String(48), primary_key=True),  # "<photo id>:<face index>"
+    sa.Column("person_id", sa.String(16), nullable=False, index=True),
+)

@@ -5,13 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System tools some tests drive: Chromium for the browser tests, Prometheus for the
-# monitoring test. Installed from Debian's registry when missing.
+# monitoring test, docker-compose (v1) to validate the production compose file without a
+# Docker engine. Installed from Debian's registry when missing.
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v prometheus >/dev/null || missing+=(prometheus)
+command -v docker-compose >/dev/null || missing+=(docker-compose)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
     echo "missing ${missing[*]}: install them with apt-get (needed by browser and monitoring tests)" >&2
   fi

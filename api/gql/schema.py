@@ -294,6 +294,50 @@ async def _stats(ctx: Context) -> ProcessingStats:
     )
 
 
+# People -----------------------------------------------------------------------------------
+
+
+@strawberry.type(description="One person: faces grouped by clustering and the owner's corrections")
+class Person:
+    id: strawberry.ID
+    name: str
+    size: int
+    representative_face_id: strawberry.ID
+    edited: bool = strawberry.field(description="Corrected by hand: clustering runs keep its faces")
+
+    @strawberry.field(name="faceIds")
+    async def face_ids(self, info: Info) -> list[strawberry.ID]:
+        from projections.people import faces_of_person
+
+        return [strawberry.ID(f) for f in await faces_of_person(_ctx(info).system.engine, str(self.id))]
+
+
+@strawberry.type
+class ClusteringRun:
+    algorithm: str
+    faces: int
+    people: int
+    unassigned: int
+    seconds: float
+
+
+def _model(ctx: Context, model: str | None) -> str:
+    return model or ctx.system.settings.embedder
+
+
+async def _people_change(info: Info, action: Any, *args: Any) -> Any:
+    """Runs a correction on the signed-in user's people; user errors become GraphQL errors."""
+    from domain.people import InvalidCorrection, PersonNotFound
+
+    ctx = _ctx(info)
+    try:
+        return await asyncio.to_thread(action, ctx.system.app, ctx.user.id, *args)
+    except PersonNotFound as error:
+        raise GraphQLError(str(error), extensions={"code": "NOT_FOUND"}) from None
+    except InvalidCorrection as error:
+        raise GraphQLError(str(error), extensions={"code": "BAD_CORRECTION"}) from None
+
+
 @strawberry.type
 class Query:
     @strawberry.field
@@ -361,6 +405,15 @@ class Query:
     @strawberry.field
     async def stats(self, info: Info) -> ProcessingStats:
         return await _stats(_ctx(info))
+
+    @strawberry.field(description="Your people for one embedding model (default: the workers'), largest first")
+    async def people(self, info: Info, model: str | None = None) -> list[Person]:
+        from projections.people import list_people
+
+        ctx = _ctx(info)
+        rows = await list_people(ctx.system.engine, ctx.user.id, _model(ctx, model))
+        return [Person(id=strawberry.ID(r["id"]), name=r["name"], size=r["size"], edited=r["edited"],
+                       representative_face_id=strawberry.ID(r["representative_face_id"])) for r in rows]
 
 
 @strawberry.enum
@@ -488,6 +541,61 @@ class Mutation:
         except AggregateNotFoundError:
             raise GraphQLError("no such photo", extensions={"code": "NOT_FOUND"}) from None
         return DeletePhotoResult(id=id, deleted=True)
+
+    @strawberry.mutation(description="Groups your faces into people again; corrections are kept")
+    async def cluster_people(
+        self, info: Info, algorithm: str | None = None, model: str | None = None, percent: float | None = None,
+    ) -> ClusteringRun:
+        from commands.clustering import ClusteringError
+        from commands.people import run_clustering
+
+        ctx = _ctx(info)
+        try:
+            run = await run_clustering(ctx.system, ctx.user.id, _model(ctx, model), algorithm, percent=percent)
+        except ClusteringError as error:
+            raise GraphQLError(str(error), extensions={"code": "BAD_CLUSTERING"}) from None
+        return ClusteringRun(algorithm=run.algorithm, faces=run.faces, people=run.people, unassigned=run.unassigned,
+                             seconds=run.seconds)
+
+    @strawberry.mutation
+    async def name_person(self, info: Info, id: strawberry.ID, name: str, model: str | None = None) -> bool:
+        from commands.people import name_person
+
+        await _people_change(info, name_person, _model(_ctx(info), model), str(id), name)
+        return True
+
+    @strawberry.mutation(description="The other person's faces join this one")
+    async def merge_people(self, info: Info, id: strawberry.ID, other_id: strawberry.ID, model: str | None = None) -> bool:
+        from commands.people import merge_people
+
+        await _people_change(info, merge_people, _model(_ctx(info), model), str(id), str(other_id))
+        return True
+
+    @strawberry.mutation(description="Moves a face to a person (a new one without personId); returns the person's id")
+    async def move_face(
+        self, info: Info, face_id: strawberry.ID, person_id: strawberry.ID | None = None, model: str | None = None,
+    ) -> strawberry.ID:
+        from commands.people import move_face
+
+        moved = await _people_change(info, move_face, _model(_ctx(info), model), str(face_id),
+                                     str(person_id) if person_id else None)
+        return strawberry.ID(moved)
+
+    @strawberry.mutation(description="Not this person: the face leaves and never joins it again")
+    async def reject_face(self, info: Info, face_id: strawberry.ID, person_id: strawberry.ID, model: str | None = None) -> bool:
+        from commands.people import reject_face
+
+        await _people_change(info, reject_face, _model(_ctx(info), model), str(face_id), str(person_id))
+        return True
+
+    @strawberry.mutation(description="These faces leave the person as a new person; returns its id")
+    async def split_person(
+        self, info: Info, id: strawberry.ID, face_ids: list[strawberry.ID], model: str | None = None,
+    ) -> strawberry.ID:
+        from commands.people import split_person
+
+        new = await _people_change(info, split_person, _model(_ctx(info), model), str(id), [str(f) for f in face_ids])
+        return strawberry.ID(new)
 
 
 POLL_SECONDS = 0.5

@@ -16,11 +16,6 @@ from scipy.sparse.csgraph import connected_components
 from commands.clustering.base import Clustering, ClusteringError, relabel
 from commands.clustering.graph import DEFAULT_FLOOR, knn_graph
 
-# Distance of the links that join separate components of the graph into one (HDBSCAN
-# needs one); above any real edge (≤ 1 − floor), so no cluster ever crosses one.
-_BRIDGE = 1.5
-
-
 def cluster(
     vectors: np.ndarray, threshold: float, *, k: int = 20, min_cluster_size: int = 3, min_samples: int | None = None,
     floor: float = DEFAULT_FLOOR,
@@ -34,11 +29,50 @@ def cluster(
     n = len(vectors)
     if n < min_cluster_size:
         return Clustering(np.full(n, -1, dtype=np.int64), params)
-    graph = _bridged(knn_graph(vectors, k, floor))
-    labels = HDBSCAN(
-        min_cluster_size=min_cluster_size, min_samples=samples, metric="precomputed", copy=True,
-    ).fit_predict(graph)
-    return Clustering(relabel(np.asarray(labels)), params)
+    graph = knn_graph(vectors, k, floor)
+    dense = _dense_core(graph, samples)
+    labels = np.full(n, -1, dtype=np.int64)
+    core = graph[dense][:, dense].tocsr()
+    count, component = connected_components(core, directed=False)
+    next_label = 0
+    for c in range(count):
+        members = np.flatnonzero(component == c)
+        if len(members) < min_cluster_size:
+            continue
+        # Each component on its own: no edge joins it to any other, so no person spans two;
+        # and a component that is one person is allowed to be one cluster.
+        found = HDBSCAN(
+            min_cluster_size=min_cluster_size, min_samples=samples,
+            metric="precomputed", copy=True, allow_single_cluster=True,
+        ).fit_predict(core[members][:, members])
+        found = np.where(found >= 0, found + next_label, -1)
+        labels[dense[members]] = found
+        next_label = max(next_label, int(found.max()) + 1)
+    return Clustering(relabel(labels), params)
+
+
+def _dense_core(graph: sp.csr_matrix, neighbours: int) -> np.ndarray:
+    """The faces with at least `neighbours` neighbours among each other (above the floor);
+    the others have no dense neighbourhood, so no cluster, and HDBSCAN needs them gone."""
+    keep = np.ones(graph.shape[0], dtype=bool)
+    while True:
+        degree = np.asarray((graph[:, keep] != 0).sum(axis=1)).ravel()
+        drop = keep & (degree < neighbours)
+        if not drop.any():
+            return np.flatnonzero(keep)
+        keep &= ~drop
+
+
+def _dense_core(graph: sp.csr_matrix, neighbours: int) -> np.ndarray:
+    """The faces with at least `neighbours` neighbours among each other (above the floor);
+    the others have no dense neighbourhood, so no cluster, and HDBSCAN needs them gone."""
+    keep = np.ones(graph.shape[0], dtype=bool)
+    while True:
+        degree = np.asarray((graph[:, keep] != 0).sum(axis=1)).ravel()
+        drop = keep & (degree < neighbours)
+        if not drop.any():
+            return np.flatnonzero(keep)
+        keep &= ~drop
 
 
 def _bridged(graph: sp.csr_matrix) -> sp.csr_matrix:

@@ -26,10 +26,11 @@ def test_relay_and_projections_in_their_own_processes(pg_database, tansu, tmp_pa
         "FACESEARCH_VAR_DIR": str(tmp_path / "var"),
         "FACESEARCH_TOPIC_PREFIX": f"roles{os.getpid()}",
     }
+    logs = {role: tmp_path / f"{role}.log" for role in ("projections", "relay")}
     processes = [
         subprocess.Popen([sys.executable, "-m", "facesearch", "run", role], env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for role in ("projections", "relay")
+                         stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
+        for role, log in logs.items()
     ]
     try:
         # The importing side only writes to the event store; the two processes do the rest.
@@ -53,8 +54,8 @@ def test_relay_and_projections_in_their_own_processes(pg_database, tansu, tmp_pa
         if count != 20:
             for process in processes:
                 process.send_signal(signal.SIGTERM)
-            logs = [p.communicate(timeout=30)[1].decode()[-3000:] for p in processes]
-            raise AssertionError(f"{count} photos in the read model; logs: {logs}")
+            tails = {role: log.read_text()[-3000:] for role, log in logs.items()}
+            raise AssertionError(f"{count} photos in the read model; logs: {tails}")
         assert all(p.poll() is None for p in processes), "a role process died"
     finally:
         for process in processes:
