@@ -86,7 +86,7 @@ class OutboxRelay:
         self.heads: dict[tuple[str, int], int] = {}
         self.published_total = 0
         self.rewinds = 0
-        self._behind_since: dict[tuple[str, str, int], tuple[int, float]] = {}
+        self._behind_since: dict[str, tuple[int, float]] = {}
 
     async def start(self) -> None:
         async with self.engine.begin() as conn:
@@ -158,26 +158,26 @@ class OutboxRelay:
             await conn.execute(relay_position.insert().values(relay=self.name, position=self.position))
 
     async def check_consumers(self, now: float | None = None) -> int | None:
-        """Rewinds when a live consumer has stayed behind a published head; returns the new position."""
+        """Rewinds when a live consumer stays behind a published head without applying
+        anything at all (on any partition) for `redelivery_after` seconds: a consumer that
+        is merely busy keeps moving somewhere. Returns the new position, if it rewound."""
         now = time.time() if now is None else now
-        stalled_at: list[int] = []
-        seen = set()
+        by_consumer: dict[str, list[ConsumerPosition]] = {}
         for pos in await self.consumer_positions():
-            key = (pos.consumer, pos.topic, pos.partition)
-            seen.add(key)
-            head = self.heads.get((pos.topic, pos.partition), 0)
-            alive = now - pos.updated_at < 3 * self.redelivery_after
-            if pos.last_id >= head or not alive:
-                self._behind_since.pop(key, None)
-                continue
-            last_seen, since = self._behind_since.get(key, (pos.last_id, now))
-            if last_seen != pos.last_id:  # it is moving: give it time
+            if now - pos.updated_at < 3 * self.redelivery_after:  # only live consumers
+                by_consumer.setdefault(pos.consumer, []).append(pos)
+        stalled_at: list[int] = []
+        for consumer, positions in by_consumer.items():
+            behind = [p.last_id for p in positions if p.last_id < self.heads.get((p.topic, p.partition), 0)]
+            progress = sum(p.last_id for p in positions)
+            last_progress, since = self._behind_since.get(consumer, (progress, now))
+            if not behind or progress != last_progress:
                 since = now
-            self._behind_since[key] = (pos.last_id, since)
-            if now - since >= self.redelivery_after:
-                stalled_at.append(pos.last_id)
-        for key in set(self._behind_since) - seen:
-            del self._behind_since[key]
+            self._behind_since[consumer] = (progress, since)
+            if behind and now - since >= self.redelivery_after:
+                stalled_at.append(min(behind))
+        for consumer in set(self._behind_since) - set(by_consumer):
+            del self._behind_since[consumer]
         if not stalled_at:
             return None
         await self.rewind(min(stalled_at))

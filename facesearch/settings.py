@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     relay_batch: int = 500
     relay_poll_seconds: float = 0.2
     # A consumer that has not caught up with what was published for this long gets a republish.
-    redelivery_after_seconds: float = 5.0
+    redelivery_after_seconds: float = 10.0
     reconcile_after_seconds: float = 60.0
     # A publish that takes longer fails (and is retried): the broker is away.
     publish_timeout_seconds: float = 10.0
