@@ -182,6 +182,25 @@ def photo_processed(outcome: str, *, faces: int = 0, photo_id: str | None = None
         FACES_PROCESSED.inc(faces)
 
 
+class WorkerMetrics:
+    """The analysis workers' observer (gpu_workers.worker.WorkerObserver): batch sizes,
+    per-stage seconds per image, and photos by outcome with their faces."""
+
+    def batch(self, size: int) -> None:
+        BATCH_SIZE.labels("detect").observe(size)
+
+    def stages(self, seconds: dict[str, float], images: int) -> None:
+        for stage, total in seconds.items():
+            for _ in range(max(images, 1)):  # one observation per image: quantiles per photo
+                STAGE_SECONDS.labels(stage).observe(total / max(images, 1))
+
+    def photo(self, photo_id: str, outcome: str, faces: int) -> None:
+        if outcome == "failed":
+            error("analysis")
+            return
+        photo_processed(outcome, faces=faces, photo_id=photo_id)
+
+
 def photo_imported(source: str) -> None:
     PHOTOS_IMPORTED.labels(source).inc()
 

@@ -163,7 +163,10 @@ class System:
         from gpu_workers.worker import FaceWorker, attach_worker, make_analyzer
 
         analyzer = await asyncio.to_thread(make_analyzer, self.settings)
-        worker = FaceWorker(self.app, analyzer, decode_threads=self.settings.worker_decode_threads, name=name)
+        worker = FaceWorker(
+            self.app, analyzer, decode_threads=self.settings.worker_decode_threads, name=name,
+            observer=metrics.WorkerMetrics(),
+        )
         attach_worker(self.transport, self.settings, worker)
         self.workers.append(worker)
         return worker

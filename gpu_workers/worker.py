@@ -20,7 +20,7 @@ import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import cv2
@@ -79,11 +79,36 @@ class _Decoded:
     skip: bool = False
 
 
+class WorkerObserver(Protocol):
+    """Where a worker reports what it did (the composition root plugs metrics in here)."""
+
+    def batch(self, size: int) -> None: ...
+
+    def stages(self, seconds: dict[str, float], images: int) -> None: ...
+
+    def photo(self, photo_id: str, outcome: str, faces: int) -> None: ...
+
+
+class _NoObserver:
+    def batch(self, size: int) -> None:
+        pass
+
+    def stages(self, seconds: dict[str, float], images: int) -> None:
+        pass
+
+    def photo(self, photo_id: str, outcome: str, faces: int) -> None:
+        pass
+
+
 class FaceWorker:
     """Analyses batches of `AnalysePhoto` commands and records the results as events."""
 
-    def __init__(self, app: FaceSearchApp, analyzer: FaceAnalyzer, *, decode_threads: int = 2, name: str = "worker") -> None:
+    def __init__(
+        self, app: FaceSearchApp, analyzer: FaceAnalyzer, *, decode_threads: int = 2, name: str = "worker",
+        observer: WorkerObserver | None = None,
+    ) -> None:
         self.app = app
+        self.observer = observer or _NoObserver()
         self.analyzer = analyzer
         self.name = name
         self.stats = WorkerStats()
@@ -107,6 +132,7 @@ class FaceWorker:
             return
         loop = asyncio.get_running_loop()
         self.stats.batches += 1
+        self.observer.batch(len(commands))
         decoding = [loop.run_in_executor(self._decode_pool, self._decode, c) for c in commands]
         recording: list[asyncio.Future[None]] = []
         pending = list(decoding)
@@ -148,6 +174,10 @@ class FaceWorker:
         n_images, n_faces = max(len(decoded), 1), max(t.faces, 1)
         for stage in ("detect", "align", "embed"):
             self.stats.seconds[stage] += getattr(t, stage)
+        self.observer.stages(
+            {"decode": sum(d.decode_s for d in decoded), "detect": t.detect, "align": t.align, "embed": t.embed},
+            len(decoded),
+        )
         out = {}
         for item, faces in zip(decoded, analysed):
             self.stats.seconds["decode"] += item.decode_s
@@ -172,6 +202,7 @@ class FaceWorker:
             logger.warning("photo {} could not be analysed: {}", photo_id, item.error)
             self.stats.failed += 1
             self.app.record_analysis_failure(photo_id, item.error or "analysis failed")
+            self.observer.photo(str(photo_id), "failed", 0)
             return
         faces, timing = result
         embed_ms_per_face = timing["embed"] / max(len(faces), 1)
@@ -194,6 +225,7 @@ class FaceWorker:
             return
         self.stats.recorded += 1
         self.stats.faces += len(faces)
+        self.observer.photo(str(photo_id), "faces" if faces else "no_faces", len(faces))
         if faces:
             logger.debug("{}: photo {} has {} faces", self.name, photo_id, len(faces))
         else:
@@ -235,7 +267,12 @@ async def run_standalone(settings: Any, stop: asyncio.Event | None = None) -> No
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     app = make_app(settings)
-    worker = FaceWorker(app, make_analyzer(settings), decode_threads=settings.worker_decode_threads, name="worker")
+    from facesearch.metrics import WorkerMetrics
+
+    worker = FaceWorker(
+        app, make_analyzer(settings), decode_threads=settings.worker_decode_threads, name="worker",
+        observer=WorkerMetrics(),
+    )
     transport = BrokerTransport(settings)
     await transport.ensure_topics([transport.command_topic("analyse")])
     attach_worker(transport, settings, worker)
