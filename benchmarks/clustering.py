@@ -54,12 +54,12 @@ def scores(predicted: list[str], truth: list[str]) -> dict[str, float]:
 
 
 def main() -> None:
+    import numpy as np
+
     from benchmarks._faces import cluster_embeddings
     from commands.people import FaceSet, cosine_threshold, plan_clustering
     from facesearch.settings import get_settings
     from gpu_workers.weights import calibration_path
-
-    import numpy as np
 
     settings = get_settings()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

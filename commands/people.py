@@ -33,7 +33,8 @@ import numpy as np
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from commands.clustering import DEFAULT_ALGORITHM, ClusteringError, algorithm as algorithm_named
+from commands.clustering import DEFAULT_ALGORITHM, ClusteringError
+from commands.clustering import algorithm as algorithm_named
 from commands.clustering.graph import BLOCK_ROWS, normalised
 from domain.people import People, new_person_id, people_id_for, photo_of
 from domain.similarity import Calibration

@@ -130,12 +130,13 @@ class OutboxRelay:
                 rows.append(
                     {"notification_id": envelope.notification_id, "topic": topic, "partition": partition, "previous_id": previous_id}
                 )
-        self.position = envelopes[-1].notification_id
+        # Position and heads change together, once recorded: readers never see one without the other.
+        position = envelopes[-1].notification_id
         async with self.engine.begin() as conn:
             if rows:
                 await conn.execute(relay_published.insert(), rows)
-            await self._save_position(conn)
-        self.heads = heads
+            await self._save_position(conn, position)
+        self.position, self.heads = position, heads
         self.published_total += len(envelopes)
         return len(envelopes)
 
@@ -150,12 +151,12 @@ class OutboxRelay:
             )
             return dict(rows.all())
 
-    async def _save_position(self, conn: Any) -> None:
+    async def _save_position(self, conn: Any, position: int) -> None:
         updated = await conn.execute(
-            relay_position.update().where(relay_position.c.relay == self.name).values(position=self.position)
+            relay_position.update().where(relay_position.c.relay == self.name).values(position=position)
         )
         if updated.rowcount == 0:
-            await conn.execute(relay_position.insert().values(relay=self.name, position=self.position))
+            await conn.execute(relay_position.insert().values(relay=self.name, position=position))
 
     async def check_consumers(self, now: float | None = None) -> int | None:
         """Rewinds when a live consumer stays behind a published head without applying
@@ -188,11 +189,11 @@ class OutboxRelay:
         if position >= self.position:
             return
         logger.warning("relay rewinds from {} to {}: a consumer stayed behind (broker lost messages?)", self.position, position)
-        self.position = position
         self.rewinds += 1
-        await self._load_heads()
         async with self.engine.begin() as conn:
-            await self._save_position(conn)
+            await self._save_position(conn, position)
+        self.position = position
+        await self._load_heads()
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.start()

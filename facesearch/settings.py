@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     # A publish that takes longer fails (and is retried): the broker is away.
     publish_timeout_seconds: float = 10.0
     # Read models behind and not moving for this long, despite republishing: new broker clients.
-    reconnect_after_seconds: float = 15.0
+    reconnect_after_seconds: float = 60.0
 
     # Input limits: bigger images are rejected before decoding.
     max_image_pixels: int = 60_000_000

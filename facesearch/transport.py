@@ -16,6 +16,10 @@ MessageHandler = Callable[[dict[str, Any]], Awaitable[None]]
 BatchHandler = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
+class PublishFailed(Exception):
+    """The broker did not take a message (it is away, or refused it)."""
+
+
 class BrokerTransport:
     def __init__(self, settings: Settings, bootstrap: str | None = None) -> None:
         self.settings = settings
@@ -87,7 +91,10 @@ class BrokerTransport:
 
     async def publish(self, topic: str, key: str, partition: int, message: dict[str, Any]) -> None:
         # A client stuck on a broker that went away must fail, not hang the relay.
-        await asyncio.wait_for(self._publish(topic, key, partition, message), self.settings.publish_timeout_seconds)
+        try:
+            await asyncio.wait_for(self._publish(topic, key, partition, message), self.settings.publish_timeout_seconds)
+        except Exception as error:
+            raise PublishFailed(f"publishing to {topic} failed: {error!r}") from error
 
     async def _publish(self, topic: str, key: str, partition: int, message: dict[str, Any]) -> None:
         if self.kind is Transport.kafka:

@@ -25,9 +25,9 @@ def tansu() -> Iterator[TansuBroker]:
 
 
 @pytest.fixture
-def fresh_tansu() -> Iterator[TansuBroker]:
-    """A broker of the test's own, for tests that restart it."""
-    with TansuBroker() as broker:
+def fresh_tansu(tmp_path: Path) -> Iterator[TansuBroker]:
+    """A broker of the test's own, for tests that restart it (its log in the test's folder)."""
+    with TansuBroker(log_path=tmp_path / "tansu.log") as broker:
         yield broker
 
 
@@ -46,7 +46,7 @@ def pg_database() -> Iterator[str]:
 @pytest.fixture(params=["sqlite", "postgres"])
 def profile_settings(request, tmp_path: Path) -> Settings:
     """Settings on the embedded SQLite files, or on a fresh PostgreSQL database (same suite)."""
-    overrides: dict[str, object] = {"var_dir": tmp_path / "var", "redelivery_after_seconds": 2.0, "reconnect_after_seconds": 8.0}
+    overrides: dict[str, object] = {"var_dir": tmp_path / "var", "redelivery_after_seconds": 2.0}
     if request.param == "postgres":
         dsn = request.getfixturevalue("pg_database")
         overrides |= {"event_store_dsn": dsn, "read_model_url": dsn}

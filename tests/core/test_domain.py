@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from domain.import_job import ImportJob, ImportNotOpen
-from domain.photo import Photo, PhotoAlreadyAnalysed, PhotoImported, PhotoStatus, photo_id_for
+from domain.photo import (
+    Photo,
+    PhotoAlreadyAnalysed,
+    PhotoImported,
+    PhotoStatus,
+    photo_id_for,
+)
 
 
 def new_photo(owner: str = "ann", digest: str = "a" * 64) -> Photo:

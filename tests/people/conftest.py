@@ -13,6 +13,7 @@ from commands.people import FaceSet
 from facesearch.settings import Settings
 from facesearch.system import System
 from projections.people import people_projection
+from tests.pipeline.conftest import data_dir, models_dir, pipeline_settings  # noqa: F401 (the pipeline test's fixtures)
 
 # Synthetic faces of one identity have cosine ≈ 0.75 with each other and ≈ 0 with others
 # (512-d, like FaceNet512 on LFW); 0.4 is about FaceNet512's calibrated threshold.

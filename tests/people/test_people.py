@@ -8,13 +8,20 @@ import pytest
 
 from commands.clustering import ALGORITHMS, ClusteringError
 from commands.people import (
-    FaceSet, merge_people, move_face, name_person, peek_people, plan_clustering, record_attachments,
-    record_clustering, reject_face, split_person,
+    FaceSet,
+    merge_people,
+    move_face,
+    name_person,
+    peek_people,
+    plan_clustering,
+    record_attachments,
+    record_clustering,
+    reject_face,
+    split_person,
 )
 from domain.people import SamePhotoConflict, photo_of
-from projections.people import faces_of_person, list_people
+from projections.people import faces_of_person, list_people, people_projection
 from projections.replay import table_checksums
-from projections.people import people_projection
 from tests.people.conftest import THRESHOLD, Faces, project
 
 OWNER, MODEL = "ann", "facenet512"
