@@ -186,11 +186,22 @@ class WorkerMetrics:
     """The analysis workers' observer (gpu_workers.worker.WorkerObserver): batch sizes,
     per-stage seconds per image, and photos by outcome with their faces."""
 
+    def __init__(self) -> None:
+        # A worker's series exist at zero from its start, so its first photos are an
+        # increase that rate() sees (a series born with its final count shows no rate).
+        for stage in ("decode", "detect", "align", "embed"):
+            STAGE_SECONDS.labels(stage)
+        for outcome in ("faces", "no_faces"):
+            PHOTOS_PROCESSED.labels(outcome)
+        BATCH_SIZE.labels("detect")
+
     def batch(self, size: int) -> None:
         BATCH_SIZE.labels("detect").observe(size)
 
     def stages(self, seconds: dict[str, float], images: int) -> None:
         for stage, total in seconds.items():
+            if total <= 0:  # nothing done in this stage (no faces to align or embed)
+                continue
             for _ in range(max(images, 1)):  # one observation per image: quantiles per photo
                 STAGE_SECONDS.labels(stage).observe(total / max(images, 1))
 

@@ -76,7 +76,9 @@ def test_monitoring_page_matches_prometheus(live_prometheus, running_system):
             theirs = remote[key]
             # rate() extrapolates to the window's edges and scrapes at other instants than
             # the page samples: equal within a scrape interval's worth of change.
-            assert theirs == pytest.approx(local, rel=0.35, abs=0.05), (series["name"], key, local, theirs)
+            # rate() extrapolates at the window's edges: at a few events a second that is
+            # worth up to ~0.1/s either way, whatever the rate.
+            assert theirs == pytest.approx(local, rel=0.35, abs=0.1), (series["name"], key, local, theirs)
             checked += 1
     assert checked >= 5, f"only {checked} series compared"
 
