@@ -69,39 +69,6 @@ def _strict(vectors: np.ndarray, threshold: float) -> np.ndarray:
     return np.where(sizes[labels] >= 2, labels, -1)
 
 
-def _split_loose(vectors: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
-    """Splits a cluster whose parts are, on average, less similar than the threshold (on
-    few faces HDBSCAN can take two people for one): average linkage cut at the threshold."""
-    from sklearn.cluster import AgglomerativeClustering
-
-    out = labels.copy()
-    next_label = int(labels.max()) + 1
-    for label in range(int(labels.max()) + 1):
-        idx = np.flatnonzero(labels == label)
-        if len(idx) < 2 or len(idx) > _FALLBACK_MAX:
-            continue
-        parts = AgglomerativeClustering(
-            n_clusters=None, distance_threshold=1.0 - threshold, metric="cosine", linkage="average",
-        ).fit_predict(vectors[idx])
-        sizes = np.bincount(parts)
-        for part in range(1, int(parts.max()) + 1):
-            out[idx[parts == part]] = next_label if sizes[part] > 1 else -1  # a lone face is a leftover
-            next_label += 1
-    return out
-
-
-def _dense_core(graph: sp.csr_matrix, neighbours: int) -> np.ndarray:
-    """The faces with at least `neighbours` neighbours among each other (above the floor);
-    the others have no dense neighbourhood, so no cluster, and HDBSCAN needs them gone."""
-    keep = np.ones(graph.shape[0], dtype=bool)
-    while True:
-        degree = np.asarray((graph[:, keep] != 0).sum(axis=1)).ravel()
-        drop = keep & (degree < neighbours)
-        if not drop.any():
-            return np.flatnonzero(keep)
-        keep &= ~drop
-
-
 def _one_person(vectors: np.ndarray, threshold: float) -> bool:
     """Whether most pairs of these faces pass the calibrated "same person" threshold."""
     x = vectors[:: max(1, len(vectors) // 2000)]  # a sample is enough for a median
