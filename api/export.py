@@ -70,13 +70,16 @@ async def export_faces(
     min_score: Annotated[float | None, Query(ge=0, le=1)] = None,
     processed_from: Annotated[str | None, Query(description="ISO 8601, inclusive")] = None,
     processed_to: Annotated[str | None, Query(description="ISO 8601, exclusive")] = None,
+    model: Annotated[str | None, Query(description="The embedding model whose people fill the person columns")] = None,
 ) -> StreamingResponse:
     """Every face of the signed-in user's photos matching the filter, with its metadata:
     face id, photo id, box (x1, y1, x2, y2 in pixels), detector score, source and source
-    reference, detector and embedding models, processing date, and person."""
+    reference, detector and embedding models, processing date, and person (id and name, from
+    the people of `model`; empty for a face that belongs to nobody)."""
     f = queries.FaceFilter(photo_id=photo_id, source=source, import_id=import_id, min_score=min_score,
                            processed_from=processed_from, processed_to=processed_to)
-    rows = queries.stream_faces(request.app.state.system.engine, user.id, f)
+    system = request.app.state.system
+    rows = queries.stream_faces(system.engine, user.id, f, model or system.settings.embedder)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     media = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"
     body = csv_chunks(rows) if fmt == "csv" else json_chunks(rows)

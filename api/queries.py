@@ -14,7 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from projections.tables import checkpoints, import_problems, imports, photo_sources, photos
+from domain.people import people_id_for
+from projections.tables import checkpoints, import_problems, imports, people, person_faces, photo_sources, photos
 
 SOURCES = ("vk", "yadisk", "local", "upload")
 
@@ -278,17 +279,25 @@ EXPORT_COLUMNS = (
 )
 
 
-async def stream_faces(engine: AsyncEngine, owner: str, f: FaceFilter, batch: int = 1000):
+async def stream_faces(engine: AsyncEngine, owner: str, f: FaceFilter, model: str, batch: int = 1000):
     """Yields export rows (dicts keyed by EXPORT_COLUMNS) through a streaming cursor, so
-    memory stays bounded whatever the number of faces."""
+    memory stays bounded whatever the number of faces. The person columns name the face's
+    person among the owner's people for `model` (empty when it belongs to none)."""
     faces = _faces_table()
     columns = [faces.c.id, faces.c.photo_id, faces.c.face_index, faces.c.x1, faces.c.y1, faces.c.x2, faces.c.y2,
                faces.c.score, faces.c.source, faces.c.source_ref, faces.c.import_id, faces.c.detector, faces.c.models,
-               faces.c.processed_at]
-    query = sa.select(*columns).where(*face_conditions(owner, f)).order_by(faces.c.id)
+               faces.c.processed_at, people.c.id, people.c.name]
+    # One outer join in the same cursor (no query per face): person_faces' key is
+    # (people stream, face), and the owner's stream for this model is one id.
+    membership = (person_faces.c.people_id == str(people_id_for(owner, model))) & (person_faces.c.face_id == faces.c.id)
+    query = (
+        sa.select(*columns)
+        .select_from(faces.outerjoin(person_faces, membership).outerjoin(people, people.c.id == person_faces.c.person_id))
+        .where(*face_conditions(owner, f))
+        .order_by(faces.c.id)
+    )
     async with engine.connect() as conn:
         result = await conn.stream(query.execution_options(yield_per=batch))
         async for partition in result.partitions(batch):
             for row in partition:
-                # No people read model exists yet: the person columns stay empty until it does.
-                yield dict(zip(EXPORT_COLUMNS, (*row, None, None)))
+                yield dict(zip(EXPORT_COLUMNS, row))

@@ -159,6 +159,35 @@ async def list_people(engine: AsyncEngine, owner: str, model: str) -> list[dict[
         return [dict(r._mapping) for r in await conn.execute(query)]
 
 
+async def person_row(engine: AsyncEngine, owner: str, model: str, person_id: str) -> dict[str, Any] | None:
+    """One of the owner's people for `model`, as `list_people` gives it; None when it is not theirs."""
+    query = (
+        sa.select(people.c.id, people.c.name, people.c.size, people.c.representative_face_id, people.c.edited,
+                  people.c.updated_at)
+        .where((people.c.id == person_id) & (people.c.owner == owner) & (people.c.model == model))
+    )
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).first()
+    return dict(row._mapping) if row else None
+
+
+async def faces_of_people(engine: AsyncEngine, owner: str, person_ids: list[str]) -> dict[str, list[str]]:
+    """The face ids of each of these people of the owner's, in id order (one query for many)."""
+    result: dict[str, list[str]] = {p: [] for p in person_ids}
+    if not person_ids:
+        return result
+    query = (
+        sa.select(person_faces.c.person_id, person_faces.c.face_id)
+        .join(people, people.c.id == person_faces.c.person_id)
+        .where(person_faces.c.person_id.in_(person_ids) & (people.c.owner == owner))
+        .order_by(person_faces.c.face_id)
+    )
+    async with engine.connect() as conn:
+        for row in await conn.execute(query):
+            result[row.person_id].append(row.face_id)
+    return result
+
+
 async def faces_of_person(engine: AsyncEngine, person_id: str) -> list[str]:
     """The face ids of one person, in id order."""
     async with engine.connect() as conn:

@@ -1,7 +1,8 @@
 """What every resolver gets: the signed-in user, the System, and this request's dataloaders.
 
 Dataloaders batch the lookups a list of photos triggers (their faces, sources, import
-jobs) into one query per kind, so a page of 50 photos costs a handful of queries, not 150.
+jobs; a list of people, their faces) into one query per kind, so a page of 50 photos costs
+a handful of queries, not 150.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class Loaders:
     imports: DataLoader[str, dict[str, Any] | None]
     problems: DataLoader[str, list[dict[str, Any]]]
     photos: DataLoader[str, dict[str, Any] | None]
+    person_faces: DataLoader[str, list[str]]
 
 
 def make_loaders(engine, owner: str) -> Loaders:
@@ -46,7 +48,14 @@ def make_loaders(engine, owner: str) -> Loaders:
         found = await queries.photos_by_ids(engine, owner, ids)
         return [found.get(i) for i in ids]
 
-    return Loaders(DataLoader(faces), DataLoader(sources), DataLoader(imports), DataLoader(problems), DataLoader(photos))
+    async def person_faces(ids: list[str]) -> list[list[str]]:
+        from projections.people import faces_of_people
+
+        found = await faces_of_people(engine, owner, ids)
+        return [found.get(i, []) for i in ids]
+
+    return Loaders(DataLoader(faces), DataLoader(sources), DataLoader(imports), DataLoader(problems), DataLoader(photos),
+                   DataLoader(person_faces))
 
 
 @dataclass

@@ -305,11 +305,14 @@ class Person:
     representative_face_id: strawberry.ID
     edited: bool = strawberry.field(description="Corrected by hand: clustering runs keep its faces")
 
-    @strawberry.field(name="faceIds")
+    @strawberry.field(name="faceIds", description="Its faces, in id order")
     async def face_ids(self, info: Info) -> list[strawberry.ID]:
-        from projections.people import faces_of_person
+        return [strawberry.ID(f) for f in await _ctx(info).loaders.person_faces.load(str(self.id))]
 
-        return [strawberry.ID(f) for f in await faces_of_person(_ctx(info).system.engine, str(self.id))]
+    @classmethod
+    def from_row(cls, r: dict[str, Any]) -> Person:
+        return cls(id=strawberry.ID(r["id"]), name=r["name"], size=r["size"], edited=r["edited"],
+                   representative_face_id=strawberry.ID(r["representative_face_id"]))
 
 
 @strawberry.type
@@ -411,9 +414,15 @@ class Query:
         from projections.people import list_people
 
         ctx = _ctx(info)
-        rows = await list_people(ctx.system.engine, ctx.user.id, _model(ctx, model))
-        return [Person(id=strawberry.ID(r["id"]), name=r["name"], size=r["size"], edited=r["edited"],
-                       representative_face_id=strawberry.ID(r["representative_face_id"])) for r in rows]
+        return [Person.from_row(r) for r in await list_people(ctx.system.engine, ctx.user.id, _model(ctx, model))]
+
+    @strawberry.field(description="One of your people, or null")
+    async def person(self, info: Info, id: strawberry.ID, model: str | None = None) -> Person | None:
+        from projections.people import person_row
+
+        ctx = _ctx(info)
+        row = await person_row(ctx.system.engine, ctx.user.id, _model(ctx, model), str(id))
+        return Person.from_row(row) if row else None
 
 
 @strawberry.enum
@@ -577,6 +586,10 @@ class Mutation:
     ) -> strawberry.ID:
         from commands.people import move_face
 
+        ctx = _ctx(info)
+        # The People aggregate knows face ids, not owners: only a face of one's own may enter it.
+        if await queries.face(ctx.system.engine, ctx.user.id, str(face_id)) is None:
+            raise GraphQLError("no such face", extensions={"code": "NOT_FOUND"})
         moved = await _people_change(info, move_face, _model(_ctx(info), model), str(face_id),
                                      str(person_id) if person_id else None)
         return strawberry.ID(moved)

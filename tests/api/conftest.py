@@ -3,20 +3,28 @@ driven through Starlette's TestClient; users sign in with bearer tokens."""
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from domain.similarity import Calibration
 from facesearch.settings import Settings
 from projections.tables import faces
 
 MAX_UPLOAD = 300_000
+MODEL = "facenet512"
+# The test calibration puts 85 % (the default "same person" threshold) at this raw cosine;
+# synthetic faces of one identity are ≈ 0.75 apart, of different identities ≈ 0.
+SAME_PERSON_COSINE = 0.4
 
 
 @dataclass
@@ -57,6 +65,25 @@ class Api:
 
         self.run(insert)
 
+    def add_identities(self, owner: str, photos_per_identity: dict[str, int], seed: int = 0) -> dict[str, list[str]]:
+        """Synthetic faces of these identities, one per new photo: face rows in the read model
+        and vectors in Milvus, as the pipeline would leave them. Returns identity → face ids."""
+        rng = np.random.default_rng(seed)
+        made: dict[str, list[str]] = {}
+        vectors = []
+        for identity, count in photos_per_identity.items():
+            centre = rng.standard_normal(512)
+            centre /= np.linalg.norm(centre)
+            for _ in range(count):
+                photo_id = str(uuid.uuid4())
+                self.add_faces(photo_id, owner, [(10, 10, 110, 110)])
+                v = centre + rng.standard_normal(512) * 0.025
+                vectors.append(dict(id=f"{photo_id}:0", photo_id=photo_id, owner=owner, source="upload", import_id="",
+                                    imported_at=0, vector=(v / np.linalg.norm(v)).astype(np.float32).tolist()))
+                made.setdefault(identity, []).append(f"{photo_id}:0")
+        self.system.vectors.upsert(MODEL, vectors)
+        return made
+
 
 def face_row(photo_id: str, owner: str, index: int, box, **extra: Any) -> dict[str, Any]:
     x1, y1, x2, y2 = box
@@ -67,6 +94,15 @@ def face_row(photo_id: str, owner: str, index: int, box, **extra: Any) -> dict[s
         detector="retinaface", detector_version="1", models="facenet512", processed_at="2026-01-02T03:04:05+00:00",
         deleted=False,
     ) | extra
+
+
+def write_test_calibration(models_dir: Path) -> None:
+    """A calibration for MODEL under which clustering groups the synthetic identities (no
+    model runs in this suite: the real calibration is the pipeline's subject)."""
+    calibration = Calibration(model=MODEL, metric="cosine", slope=20.0, intercept=-8.0, threshold=SAME_PERSON_COSINE)
+    path = models_dir / MODEL / "calibration.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"cosine": calibration.to_dict()}))
 
 
 def auth(token: str) -> dict[str, str]:
@@ -85,8 +121,9 @@ class Users:
 def api(tansu, tmp_path_factory) -> Iterator[Api]:
     root = tmp_path_factory.mktemp("api")
     (root / "imports").mkdir()
+    write_test_calibration(root / "models")
     settings = Settings(
-        var_dir=root / "var", kafka_bootstrap=tansu.bootstrap, run_workers=False,
+        var_dir=root / "var", models_dir=root / "models", kafka_bootstrap=tansu.bootstrap, run_workers=False,
         max_upload_bytes=MAX_UPLOAD, allowed_import_roots=[root / "imports"], redelivery_after_seconds=2.0,
     )
     with TestClient(create_app(settings), raise_server_exceptions=True) as client:
@@ -105,6 +142,17 @@ def users(api: Api) -> Users:
     bob = r.json()
     c.cookies.clear()  # each test names its user by token
     return Users(ann["token"], bob["token"], ann["user"]["id"], bob["user"]["id"])
+
+
+def new_user(api: Api, admin_token: str, username: str) -> tuple[str, str]:
+    """Another ordinary user: (token, user id)."""
+    r = api.client.post("/api/users", json={"username": username, "password": f"{username}-password"},
+                        headers=auth(admin_token))
+    assert r.status_code == 201, r.text
+    r = api.client.post("/api/auth/login", json={"username": username, "password": f"{username}-password"})
+    assert r.status_code == 200, r.text
+    api.client.cookies.clear()
+    return r.json()["token"], r.json()["user"]["id"]
 
 
 def wait_until(predicate, timeout: float = 30.0) -> None:

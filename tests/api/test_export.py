@@ -1,4 +1,5 @@
-"""CSV and JSON export of faces: columns, filters, ownership, and 100,000 rows in bounded memory."""
+"""CSV and JSON export of faces: columns, filters, ownership, each face's person, and 100,000 rows in
+bounded memory."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import tracemalloc
 
 from api.queries import EXPORT_COLUMNS
-from tests.api.conftest import auth, face_row
+from tests.api.conftest import auth, face_row, new_user
 from tests.conftest import make_image
 
 
@@ -31,6 +32,35 @@ def test_export_csv_and_json(api, users):
     assert [i["face_id"] for i in items] == [f"{photo_id}:0", f"{photo_id}:1"] and items[0]["score"] == 0.9
     assert api.client.get("/api/export/faces.xml", headers=auth(users.ann)).status_code == 422
     assert api.client.get("/api/export/faces.csv?source=vk", headers=auth(users.ann)).text.count("\n") == 1
+
+
+def test_export_names_each_faces_person(api, users):
+    token, owner = new_user(api, users.ann, "export-people")
+    made = api.add_identities(owner, {"ann": 6, "ben": 5}, seed=7)
+    api.add_faces("photo-of-nobody", owner, [(1, 2, 30, 40)])  # never embedded: nobody's face
+    assert api.data(token, "mutation { clusterPeople { people } }")["clusterPeople"]["people"] == 2
+    api.caught_up()
+    people = api.data(token, "{ people { id faceIds } }")["people"]
+    person = {face: p["id"] for p in people for face in p["faceIds"]}
+    ann = person[made["ann"][0]]
+    api.data(token, 'mutation($id: ID!) { namePerson(id: $id, name: "Анна Иванова") }', id=ann)
+    api.caught_up()
+
+    r = api.client.get("/api/export/faces.csv", headers=auth(token))
+    rows = {row["face_id"]: row for row in csv.DictReader(io.StringIO(r.text))}
+    assert len(rows) == 12
+    for face in made["ann"]:
+        assert (rows[face]["person_id"], rows[face]["person_name"]) == (ann, "Анна Иванова")
+    ben = person[made["ben"][0]]
+    for face in made["ben"]:
+        assert (rows[face]["person_id"], rows[face]["person_name"]) == (ben, "")
+    assert (rows["photo-of-nobody:0"]["person_id"], rows["photo-of-nobody:0"]["person_name"]) == ("", "")
+
+    items = {i["face_id"]: i for i in json.loads(api.client.get("/api/export/faces.json", headers=auth(token)).text)}
+    assert items[made["ann"][0]]["person_name"] == "Анна Иванова" and items["photo-of-nobody:0"]["person_id"] is None
+    # Another model's people (there are none) leave the columns empty.
+    r = api.client.get("/api/export/faces.csv?model=arcface", headers=auth(token))
+    assert {(row["person_id"], row["person_name"]) for row in csv.DictReader(io.StringIO(r.text))} == {("", "")}
 
 
 def test_export_of_100000_faces_streams_in_bounded_memory(api, users):
