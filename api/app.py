@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
-from api import auth, export, imports, oauth, photos, search
+from api import auth, export, oauth, photos, search
 from api.client import mount_client
 from api.gql.schema import context_for, schema
 from api.imports import ImportJobs
@@ -44,11 +44,10 @@ def create_app(settings: Settings | None = None, *, run_system: bool = True) -> 
         app.state.users = UserStore(system.engine, system.runner.writer)
         await app.state.users.create_tables()
         app.state.imports = ImportJobs(system)
+        await app.state.imports.drop_legacy_tables()
         app.state.examples = search.ExampleStore()
         if runs_system:
-            from facesearch.imports import resume_open_imports
-
-            app.state.resume = asyncio.create_task(asyncio.to_thread(resume_open_imports, system.app, settings))
+            app.state.resume = asyncio.create_task(asyncio.to_thread(app.state.imports.resume_open))
         try:
             yield
         finally:
@@ -57,6 +56,7 @@ def create_app(settings: Settings | None = None, *, run_system: bool = True) -> 
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.shield(task), 30)
             await system.stop()
+            app.state.imports.close()
 
     app = FastAPI(
         title="facesearch",
@@ -74,7 +74,6 @@ def create_app(settings: Settings | None = None, *, run_system: bool = True) -> 
     app.include_router(auth.router)
     app.include_router(photos.router)
     app.include_router(export.router)
-    app.include_router(imports.router)
     app.include_router(search.router)
     app.include_router(oauth.router)
     app.include_router(

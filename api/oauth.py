@@ -1,14 +1,19 @@
-"""Signing in with VK ID for imports, and the user's saved sign-ins.
+"""Signing in with VK ID and Yandex for imports, and the user's saved sign-ins.
 
+- GET  /api/oauth/status                → per provider: is sign-in configured, is the user signed in
 - GET  /api/oauth/vk/start              → redirect to VK ID (authorization code + PKCE)
 - GET  /api/oauth/vk/callback           ← VK ID sends the browser back; the token is saved
                                           encrypted and the browser returns to the Imports screen
+- GET  /api/oauth/yandex/start          → redirect to Yandex OAuth (authorization code + PKCE)
+- GET  /api/oauth/yandex/callback       ← Yandex sends the browser back; the same
 - GET  /api/credentials                 → the user's saved sign-ins, without secrets
 - POST /api/credentials/{provider}/revoke → forget a sign-in; jobs using it can no longer run
 
-`FACESEARCH_VK_REDIRECT_URI` must point at /api/oauth/vk/callback of this server. The
-handlers are synchronous (the credential store and the token exchange are), so FastAPI
-runs them in its thread pool.
+Every token lives in the one `CredentialStore` (the import jobs' store, `api.imports`).
+`FACESEARCH_VK_REDIRECT_URI` and `FACESEARCH_YANDEX_REDIRECT_URI` must point at the
+callbacks of this server. The start and callback routes are browser navigations: the
+session cookie (SameSite=Lax) comes along. The handlers are synchronous (the credential
+store and the token exchange are), so FastAPI runs them in its thread pool.
 """
 
 from __future__ import annotations
@@ -24,7 +29,15 @@ from pydantic import BaseModel
 from api.auth import CurrentUser
 from commands.credentials import PROVIDERS, CredentialStore
 from commands.importers.base import SourceError
-from facesearch.imports import ImportConfigError, begin_vk_sign_in, complete_vk_sign_in, credential_store
+from facesearch.imports import (
+    ImportConfigError,
+    begin_vk_sign_in,
+    begin_yandex_sign_in,
+    complete_vk_sign_in,
+    complete_yandex_sign_in,
+    credential_store,
+    sign_in_configured,
+)
 from facesearch.settings import Settings, get_settings
 
 # Where the browser lands after signing in (the client's Imports screen).
@@ -43,14 +56,17 @@ def oauth_settings(request: Request) -> Settings:
 
 
 def oauth_credentials(request: Request, settings: Annotated[Settings, Depends(oauth_settings)]) -> CredentialStore:
-    """The app's credential store (`app.state.credentials`), made on first use."""
-    store = getattr(request.app.state, "credentials", None)
+    """The app's credential store: `app.state.credentials` when set, else the import jobs'
+    one (the same store their imports read), made on first use."""
+    state = request.app.state
+    store = getattr(state, "credentials", None)
     if store is None:
+        jobs = getattr(state, "imports", None)
         try:
-            store = credential_store(settings)
+            store = jobs.credentials() if jobs is not None else credential_store(settings)
         except ImportConfigError as error:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from None
-        request.app.state.credentials = store
+        state.credentials = store
     return store
 
 
@@ -72,6 +88,30 @@ class CredentialOut(BaseModel):
 
 class Revoked(BaseModel):
     revoked: int
+
+
+class ProviderStatus(BaseModel):
+    configured: bool  # this server can sign users in with the provider
+    connected: bool  # the user has a sign-in that is usable (or renewable)
+
+
+class OAuthStatus(BaseModel):
+    vk: ProviderStatus
+    yandex: ProviderStatus
+
+
+@router.get("/api/oauth/status", response_model=OAuthStatus)
+def oauth_status(owner: Owner, settings: OAuthSettings, request: Request) -> OAuthStatus:
+    """Whether VK and Yandex sign-in are available here, and whether the user is signed in."""
+    answers = {}
+    for provider in PROVIDERS:
+        configured = sign_in_configured(settings, provider)
+        connected = False
+        if configured:
+            info = oauth_credentials(request, settings).active(owner, provider)
+            connected = info is not None and (info.status == "active" or info.renewable)
+        answers[provider] = ProviderStatus(configured=configured, connected=connected)
+    return OAuthStatus(**answers)
 
 
 @router.get("/api/oauth/vk/start", response_class=RedirectResponse, status_code=status.HTTP_302_FOUND)
@@ -99,6 +139,35 @@ def vk_callback(
         except (SourceError, ImportConfigError) as failure:
             logger.info("VK sign-in for {} failed: {}", owner, failure)
             outcome = {"vk": "failed", "reason": str(failure)[:200]}
+    return RedirectResponse(f"{AFTER_SIGN_IN}?{urlencode(outcome)}", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.get("/api/oauth/yandex/start", response_class=RedirectResponse, status_code=status.HTTP_302_FOUND)
+def yandex_start(owner: Owner, settings: OAuthSettings, store: Store) -> RedirectResponse:
+    """Starts Yandex sign-in (for imports from the user's own Yandex.Disk): redirects to Yandex OAuth."""
+    try:
+        url = begin_yandex_sign_in(owner, settings=settings, credentials=store)
+    except ImportConfigError as error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from None
+    return RedirectResponse(url, status_code=status.HTTP_302_FOUND)
+
+
+@router.get("/api/oauth/yandex/callback", response_class=RedirectResponse, status_code=status.HTTP_303_SEE_OTHER)
+def yandex_callback(
+    owner: Owner, settings: OAuthSettings, store: Store,
+    code: str = Query(""), state: str = Query(""), error: str = Query(""),
+) -> RedirectResponse:
+    """Where Yandex OAuth sends the browser back: saves the token (encrypted) and returns to Imports."""
+    if error or not code or not state:
+        reason = "Yandex sign-in was cancelled or refused" + (f" ({error[:60]})" if error else "")
+        outcome = {"yandex": "failed", "reason": reason}
+    else:
+        try:
+            credential_id = complete_yandex_sign_in(owner, code, state, settings=settings, credentials=store)
+            outcome = {"yandex": "connected", "credential": credential_id}
+        except (SourceError, ImportConfigError) as failure:
+            logger.info("Yandex sign-in for {} failed: {}", owner, failure)
+            outcome = {"yandex": "failed", "reason": str(failure)[:200]}
     return RedirectResponse(f"{AFTER_SIGN_IN}?{urlencode(outcome)}", status_code=status.HTTP_303_SEE_OTHER)
 
 

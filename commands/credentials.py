@@ -1,21 +1,24 @@
 """OAuth tokens for VK and Yandex.Disk, encrypted at rest.
 
-Tokens live in a table of their own on the event store's database, encrypted with
-`TokenCipher` (the settings' `token_key`): the database, events, logs, exceptions and
-reprs never see one in clear text. An import job keeps only the credential id in its
-options and asks the store for the token when it starts or resumes.
+Tokens live in a table of their own on the event store's database, encrypted with the
+`TokenCipher` the store is given (the composition root makes it from the settings'
+`token_key`): the database, events, logs, exceptions and reprs never see one in clear
+text. An import job keeps only the credential id in its options and asks the store for
+the token when it starts or resumes. This is the one place tokens are kept.
 
 One credential per owner and provider is active at a time: signing in again replaces the
 token of the active credential (so jobs that reference it resume with the new token);
-revoking wipes the token and retires the id for good.
+renewing it with a refresh token does the same by id; revoking wipes the token and the
+refresh token and retires the id for good.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
@@ -33,6 +36,7 @@ credentials_table = sa.Table(
     sa.Column("owner", sa.String(255), nullable=False, index=True),
     sa.Column("provider", sa.String(16), nullable=False),
     sa.Column("ciphertext", sa.Text, nullable=False),  # "" once revoked
+    # The refresh token and the device id it is bound to (VK ID), as encrypted JSON.
     sa.Column("refresh_ciphertext", sa.Text, nullable=True),
     sa.Column("account", sa.String(64), nullable=True),  # the user id at the provider, if known
     sa.Column("created_at", sa.Float, nullable=False),
@@ -83,6 +87,7 @@ class CredentialInfo:
     updated_at: float
     expires_at: float | None
     revoked_at: float | None
+    renewable: bool = False  # a refresh token is kept, so an expired token can be renewed
 
     @property
     def status(self) -> str:
@@ -91,6 +96,17 @@ class CredentialInfo:
         if self.expires_at is not None and self.expires_at <= time.time():
             return "expired"
         return "active"
+
+
+@dataclass(frozen=True)
+class RefreshGrant:
+    """What renewing a credential's token takes: its refresh token and, for VK ID, the
+    device id the sign-in was made on."""
+
+    credential_id: str
+    provider: str
+    refresh_token: str = field(repr=False)
+    device_id: str | None = None
 
 
 def sync_url(dsn: str) -> str:
@@ -125,11 +141,6 @@ class CredentialStore:
 
         metadata.create_all(self.engine)
 
-    @classmethod
-    def from_settings(cls, settings) -> CredentialStore:
-        """The store on the settings' event-store database; `TokenKeyMissing` without a key."""
-        return cls(settings.resolved_event_store_dsn(), TokenCipher.from_settings(settings))
-
     def __repr__(self) -> str:
         return f"CredentialStore({self.engine.dialect.name}, cipher=[masked])"
 
@@ -140,10 +151,11 @@ class CredentialStore:
 
     def save(
         self, owner: str, provider: str, token: str, expires_at: float | None = None, *,
-        refresh_token: str | None = None, account: str | None = None,
+        refresh_token: str | None = None, device_id: str | None = None, account: str | None = None,
     ) -> str:
         """Stores `token` encrypted as the owner's active credential for `provider` (replacing
-        the token of the one active before, keeping its id) and returns the credential id."""
+        the token of the one active before, keeping its id) and returns the credential id.
+        `refresh_token` (with the `device_id` VK ID bound it to) is kept encrypted too."""
         if provider not in PROVIDERS:
             raise ValueError(f"unknown provider {provider!r}: one of {', '.join(PROVIDERS)}")
         if not token:
@@ -151,7 +163,7 @@ class CredentialStore:
         now = self._clock()
         values = {
             "ciphertext": self._cipher.encrypt(token),
-            "refresh_ciphertext": self._cipher.encrypt(refresh_token) if refresh_token else None,
+            "refresh_ciphertext": self._seal_refresh(refresh_token, device_id),
             "account": account,
             "updated_at": now,
             "expires_at": expires_at,
@@ -198,6 +210,50 @@ class CredentialStore:
         except TokenUnreadable:
             raise CredentialError(f"the saved {label} sign-in cannot be read with this server's token_key: "
                                   f"sign in with {label} again") from None
+
+    def refresh_grant(self, credential_id: str) -> RefreshGrant | None:
+        """The refresh token of a credential that is not revoked, or None when it has none
+        (or it cannot be read with this key)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(credentials_table).where(credentials_table.c.id == str(credential_id))).first()
+        if row is None or row.revoked_at is not None or not row.refresh_ciphertext:
+            return None
+        try:
+            payload = json.loads(self._cipher.decrypt(row.refresh_ciphertext))
+        except (TokenUnreadable, ValueError):
+            return None
+        if not isinstance(payload, dict) or not payload.get("refresh_token"):
+            return None
+        return RefreshGrant(row.id, row.provider, str(payload["refresh_token"]), payload.get("device_id") or None)
+
+    def renew(
+        self, credential_id: str, token: str, expires_at: float | None = None, *,
+        refresh_token: str | None = None, device_id: str | None = None,
+    ) -> None:
+        """Replaces the token (and refresh token) of a credential renewed with its refresh
+        token, keeping its id. `CredentialRevoked` when it was revoked meanwhile: a revoked
+        sign-in is never brought back."""
+        if not token:
+            raise CredentialMissing("the renewed token is empty")
+        now = self._clock()
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(credentials_table.c.provider, credentials_table.c.revoked_at)
+                               .where(credentials_table.c.id == str(credential_id))).first()
+            if row is None:
+                raise CredentialMissing("the saved sign-in for this import no longer exists: sign in again")
+            if row.revoked_at is not None:
+                label = _label(row.provider)
+                raise CredentialRevoked(f"the {label} sign-in used by this import was revoked: sign in with {label} "
+                                        "again and start a new import")
+            conn.execute(credentials_table.update().where(credentials_table.c.id == str(credential_id)).values(
+                ciphertext=self._cipher.encrypt(token), refresh_ciphertext=self._seal_refresh(refresh_token, device_id),
+                updated_at=now, expires_at=expires_at,
+            ))
+
+    def _seal_refresh(self, refresh_token: str | None, device_id: str | None) -> str | None:
+        if not refresh_token:
+            return None
+        return self._cipher.encrypt(json.dumps({"refresh_token": refresh_token, "device_id": device_id}))
 
     def active(self, owner: str, provider: str) -> CredentialInfo | None:
         """The owner's credential for `provider` that is not revoked (it may have expired)."""
@@ -273,4 +329,5 @@ def _info(row: sa.Row) -> CredentialInfo:
     return CredentialInfo(
         id=row.id, owner=row.owner, provider=row.provider, account=row.account, created_at=row.created_at,
         updated_at=row.updated_at, expires_at=row.expires_at, revoked_at=row.revoked_at,
+        renewable=bool(row.refresh_ciphertext) and row.revoked_at is None,
     )

@@ -1,17 +1,21 @@
 """Starting, resuming and cancelling import jobs from the CLI and the API (the edge that
-knows settings), and the VK ID sign-in that gives VK imports their token.
+knows settings), and the VK ID and Yandex sign-ins that give remote imports their token.
 
 A remote import (VK, Yandex.Disk) goes: parse the link (`BadLink` before any event or
 request) → find the token (given, or from the `CredentialStore`; a public Yandex.Disk
 link needs none) → record `ImportRequested` with only the credential id in its options →
 `run_import`. Resuming asks the store for the token again, so a revoked or expired
-sign-in ends the job with a message instead of a retry loop.
+sign-in ends the job with a message instead of a retry loop. A VK token that expired
+(VK error 5, or its recorded lifetime is over) is renewed once with the stored refresh
+token, and the renewed token is stored; without one the job stops with a message.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +27,12 @@ from eventsourcing.utils import get_topic
 from loguru import logger
 
 from commands.app import FaceSearchApp
-from commands.credentials import CredentialError, CredentialMissing, CredentialStore
-from commands.importers import Credentials, SourceConfig, open_local_source, open_source
+from commands.credentials import CredentialError, CredentialExpired, CredentialMissing, CredentialStore
+from commands.importers import Credentials, SourceConfig, open_local_source, open_source, yandex_oauth
 from commands.importers.base import BadLink, PhotoSource, SourceError
 from commands.importers.links import ImportLink, VkAlbumLink, VkOwnerLink, VkScreenNameLink, YandexDiskPath, parse_link
-from commands.importers.tokens import TokenKeyMissing
-from commands.importers.vk_oauth import VkAuthError, exchange_code, start_authorization
+from commands.importers.tokens import TokenCipher, TokenKeyMissing
+from commands.importers.vk_oauth import VkAuthError, exchange_code, refresh_access_token, start_authorization
 from commands.importing import ImportResult, Progress, run_import
 from domain.import_job import ImportJob, ImportNotOpen, ImportRequested
 from facesearch.settings import Settings
@@ -148,25 +152,75 @@ def source_config(settings: Settings, source: str) -> SourceConfig:
 
 
 def credential_store(settings: Settings, given: CredentialStore | None = None) -> CredentialStore:
-    """The given store, or one on the settings' event-store database."""
+    """The given store, or one on the settings' event-store database, encrypting with the
+    settings' `token_key` (`ImportConfigError` without one)."""
     if given is not None:
         return given
     try:
-        return CredentialStore.from_settings(settings)
+        cipher = TokenCipher(settings.token_key.get_secret_value())
     except TokenKeyMissing as error:
         raise ImportConfigError(str(error)) from None
+    return CredentialStore(settings.resolved_event_store_dsn(), cipher)
+
+
+# One renewal at a time: VK ID rotates refresh tokens, so two at once would spoil one.
+_RENEW_LOCK = threading.Lock()
+
+
+def renew_vk_credential(settings: Settings, store: CredentialStore, credential_id: str,
+                        stale: str | None = None) -> str | None:
+    """A usable VK token for the credential after its token expired: the one now stored
+    when it differs from `stale` (renewed meanwhile), else one got with the stored refresh
+    token (saved, with the new refresh token, under the same id). None when there is no
+    refresh token, VK sign-in is not configured, or VK ID refuses."""
+    with _RENEW_LOCK:
+        try:
+            current = store.token_for(credential_id, provider="vk")
+        except CredentialExpired:
+            current = None
+        except CredentialError:
+            return None  # revoked or gone: never renewed
+        if current is not None and current != stale:
+            return current
+        grant = store.refresh_grant(credential_id)
+        if grant is None:
+            return None
+        try:
+            client_id, _, id_base = _vk_app(settings)
+            token = refresh_access_token(client_id=client_id, refresh_token=grant.refresh_token,
+                                         device_id=grant.device_id or "", id_base=id_base)
+            store.renew(credential_id, token.access_token, _expiry(token.expires_at),
+                        refresh_token=token.refresh_token or grant.refresh_token, device_id=grant.device_id)
+        except (SourceError, ImportConfigError) as error:
+            reason = str(error).replace(grant.refresh_token, "[masked]")
+            logger.warning("VK sign-in {} could not be renewed: {}", credential_id, reason)
+            return None
+        logger.info("VK sign-in {} renewed with its refresh token", credential_id)
+        return token.access_token
+
+
+def _credential_token(settings: Settings, store: CredentialStore, credential_id: str, *,
+                      owner: str | None = None, provider: str) -> str:
+    """The credential's token; an expired VK one is renewed first when it can be
+    (`CredentialError` with the store's message otherwise)."""
+    try:
+        return store.token_for(credential_id, owner=owner, provider=provider)
+    except CredentialExpired:
+        if provider == "vk" and (renewed := renew_vk_credential(settings, store, credential_id)):
+            return renewed
+        raise
 
 
 class _SignInGuard:
     """A remote source that stops with the store's message once its sign-in is revoked or
-    expires mid-run: checked at the start and then every `every` items or `seconds`."""
+    expires mid-run: `check` (which raises) runs at the start and then every `every` items
+    or `seconds`."""
 
-    def __init__(self, inner: PhotoSource, store: CredentialStore, credential_id: str, *,
+    def __init__(self, inner: PhotoSource, check: Callable[[], object], *,
                  every: int = 100, seconds: float = 10.0) -> None:
         self.inner = inner
         self.source = inner.source
-        self._store = store
-        self._credential_id = credential_id
+        self._check_sign_in = check
         self._every = every
         self._seconds = seconds
 
@@ -184,7 +238,7 @@ class _SignInGuard:
             yield item
 
     def _check(self) -> None:
-        self._store.token_for(self._credential_id)  # raises CredentialRevoked / CredentialExpired
+        self._check_sign_in()  # raises CredentialRevoked / CredentialExpired
 
     def fetch(self, photo):
         return self.inner.fetch(photo)
@@ -197,10 +251,16 @@ def _open_remote(
     settings: Settings, link: str, source: str, token: str | None,
     store: CredentialStore | None = None, credential_id: str | None = None,
 ) -> PhotoSource:
-    credentials = Credentials(vk_token=token) if source == "vk" else Credentials(yandex_token=token)
+    saved = store is not None and credential_id is not None
+    if source == "vk":
+        renew = (lambda stale: renew_vk_credential(settings, store, credential_id, stale)) if saved else None
+        credentials = Credentials(vk_token=token, vk_renew=renew)
+    else:
+        credentials = Credentials(yandex_token=token)
     opened = open_source(link, credentials, source_config(settings, source))  # makes no request yet
-    if store is not None and credential_id is not None:
-        return _SignInGuard(opened, store, credential_id)
+    if saved:
+        provider = REMOTE_SOURCES[source]
+        return _SignInGuard(opened, lambda: _credential_token(settings, store, credential_id, provider=provider))
     return opened
 
 
@@ -232,7 +292,7 @@ def prepare_import(
             if active is None:
                 raise CredentialMissing(f"sign in with {SOURCE_LABELS[found]} first")
             credential_id = active.id
-        secret = store.token_for(credential_id, owner=owner, provider=provider)
+        secret = _credential_token(settings, store, credential_id, owner=owner, provider=provider)
         options["credential_id"] = credential_id
     photo_source = _open_remote(settings, link, found, secret, store, options.get("credential_id"))
     import_id = app.request_import(owner=owner, source=found, target=link.strip(), options=options)
@@ -247,6 +307,12 @@ def start_import(
     """Records and runs an import of a VK or Yandex.Disk link (see `prepare_import`)."""
     prepared = prepare_import(app, settings, owner=owner, link=link, token=token, credential_id=credential_id,
                               source=source, credentials=credentials)
+    return run_prepared(app, settings, prepared, progress)
+
+
+def run_prepared(app: FaceSearchApp, settings: Settings, prepared: PreparedImport,
+                 progress: Progress | None = None) -> ImportResult:
+    """Runs a job `prepare_import` recorded (blocking: the API calls it in a thread)."""
     return _run(app, prepared.import_id, prepared.source, settings, progress)
 
 
@@ -288,7 +354,8 @@ def resume_import(
     if credential_id:
         store = credential_store(settings, credentials)
         try:
-            token = store.token_for(credential_id, owner=job.owner, provider=REMOTE_SOURCES[job.source])
+            token = _credential_token(settings, store, credential_id, owner=job.owner,
+                                      provider=REMOTE_SOURCES[job.source])
         except CredentialError as error:
             logger.warning("import {} cannot resume: {}", import_id, error)
             return _fail(app, job, str(error))
@@ -299,11 +366,12 @@ def resume_import(
     return _run(app, import_id, source, settings, progress)
 
 
-def resume_open_imports(app: FaceSearchApp, settings: Settings) -> list[ImportResult]:
+def resume_open_imports(app: FaceSearchApp, settings: Settings, *,
+                        credentials: CredentialStore | None = None) -> list[ImportResult]:
     results = []
     for import_id in app.open_import_ids():
         try:
-            results.append(resume_import(app, settings, import_id))
+            results.append(resume_import(app, settings, import_id, credentials=credentials))
             logger.info("resumed import {}: {} {}", import_id, results[-1].status, results[-1].counts)
         except (SourceError, ImportConfigError) as error:
             # A configuration problem (no token_key, a bad base URL) leaves the job open for later.
@@ -368,14 +436,75 @@ def complete_vk_sign_in(
         client_id=client_id, redirect_uri=redirect_uri, code=code, device_id=device_id,
         expected_state=state, returned_state=state, code_verifier=verifier, id_base=id_base,
     )
+    return store.save(owner, "vk", token.access_token, _expiry(token.expires_at), refresh_token=token.refresh_token,
+                      device_id=device_id or None, account=str(token.user_id or "") or None)
+
+
+def _expiry(expires_at: float | None) -> float | None:
     # No expires_in (or 0) means a token without an expiry, not one that expired on arrival.
-    expires_at = token.expires_at if token.expires_at > time.time() + 1 else None
-    return store.save(owner, "vk", token.access_token, expires_at,
-                      refresh_token=token.refresh_token, account=str(token.user_id or "") or None)
+    return expires_at if expires_at is not None and expires_at > time.time() + 1 else None
+
+
+def sign_in_configured(settings: Settings, provider: str) -> bool:
+    """Whether this server can sign users in with `provider` ("vk" or "yandex"): the app is
+    registered in the settings and there is a token_key to keep the token with."""
+    if not settings.token_key.get_secret_value():
+        return False
+    try:
+        _vk_app(settings) if provider == "vk" else _yandex_app(settings)
+    except ImportConfigError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- Yandex sign-in
+
+
+def _yandex_app(settings: Settings) -> tuple[str, str, str, str]:
+    if not settings.yandex_client_id or not settings.yandex_redirect_uri:
+        raise ImportConfigError("Yandex sign-in is not configured on this server "
+                                "(FACESEARCH_YANDEX_CLIENT_ID, FACESEARCH_YANDEX_CLIENT_SECRET, "
+                                "FACESEARCH_YANDEX_REDIRECT_URI)")
+    oauth_base, _ = _checked_base(settings, "yandex_oauth_base")
+    return (settings.yandex_client_id, settings.yandex_client_secret.get_secret_value(),
+            settings.yandex_redirect_uri, oauth_base)
+
+
+def begin_yandex_sign_in(owner: str, *, settings: Settings, credentials: CredentialStore | None = None) -> str:
+    """Starts a Yandex sign-in (authorization code + PKCE) for imports from the user's own
+    Yandex.Disk and returns the URL to send the user to."""
+    client_id, _, redirect_uri, oauth_base = _yandex_app(settings)
+    store = credential_store(settings, credentials)
+    request = yandex_oauth.start_authorization(client_id=client_id, redirect_uri=redirect_uri,
+                                               scope=settings.yandex_scope, oauth_base=oauth_base)
+    store.put_sign_in(owner, "yandex", request.state, request.code_verifier,
+                      time.time() + settings.oauth_state_seconds)
+    return request.url
+
+
+def complete_yandex_sign_in(
+    owner: str, code: str, state: str, *, settings: Settings, credentials: CredentialStore | None = None,
+) -> str:
+    """Trades Yandex's confirmation code for a token, saves it encrypted and returns the
+    credential id. `YandexAuthError` when the sign-in was not started here by `owner`, took
+    too long, or Yandex refuses."""
+    client_id, client_secret, _, oauth_base = _yandex_app(settings)
+    store = credential_store(settings, credentials)
+    verifier = store.take_sign_in(owner, "yandex", state)
+    if verifier is None:
+        raise yandex_oauth.YandexAuthError("the Yandex sign-in took too long or was not started here: "
+                                           "start signing in again")
+    token = yandex_oauth.exchange_code(
+        client_id=client_id, client_secret=client_secret, code=code, expected_state=state, returned_state=state,
+        code_verifier=verifier, oauth_base=oauth_base,
+    )
+    return store.save(owner, "yandex", token.access_token, _expiry(token.expires_at),
+                      refresh_token=token.refresh_token)
 
 
 __all__ = [
     "ImportConfigError", "ImportNotFound", "ImportSummary", "PreparedImport", "begin_vk_sign_in",
-    "cancel_import", "complete_vk_sign_in", "credential_store", "import_local", "list_imports", "local_source",
-    "prepare_import", "resume_import", "resume_open_imports", "source_config", "source_of", "start_import",
+    "begin_yandex_sign_in", "cancel_import", "complete_vk_sign_in", "complete_yandex_sign_in", "credential_store",
+    "import_local", "list_imports", "local_source", "prepare_import", "renew_vk_credential", "resume_import",
+    "resume_open_imports", "run_prepared", "sign_in_configured", "source_config", "source_of", "start_import",
 ]

@@ -134,6 +134,14 @@ class Settings(BaseSettings):
     # The VK ID app of this deployment; its redirect URI points at /api/oauth/vk/callback.
     vk_client_id: str = ""
     vk_redirect_uri: str = ""
+    # Yandex OAuth (sign-in for imports from the user's own Yandex.Disk): the app of this
+    # deployment, registered with the Disk read permission; its redirect URI points at
+    # /api/oauth/yandex/callback. An empty scope asks for the app's registered permissions.
+    yandex_oauth_base: str = "https://oauth.yandex.ru"
+    yandex_client_id: str = ""
+    yandex_client_secret: SecretStr = SecretStr("")
+    yandex_redirect_uri: str = ""
+    yandex_scope: str = "cloud_api:disk.read"
     import_allow_loopback_http: bool = False
     vk_requests_per_second: float = 3.0  # VK allows 3 API calls a second per token
     import_backoff_seconds: float = 1.0  # first wait after a "too many requests" answer

@@ -59,11 +59,14 @@ class SourceConfig:
 class Credentials:
     vk_token: str | None = field(default=None, repr=False)
     yandex_token: str | None = field(default=None, repr=False)
+    # Called with the stale VK token when VK answers error 5; a fresh token, or None.
+    vk_renew: Callable[[str], str | None] | None = field(default=None, repr=False)
 
 
 def _vk(link: ImportLink, creds: Credentials, config: SourceConfig) -> PhotoSource:
     return VkSource(link, creds.vk_token or "", api_base=config.vk_api_base, max_bytes=config.max_bytes,
-                    require_https=config.require_https, **config.extra)  # type: ignore[arg-type]
+                    require_https=config.require_https, renew_token=creds.vk_renew,
+                    **config.extra)  # type: ignore[arg-type]
 
 
 def _yadisk(link: ImportLink, creds: Credentials, config: SourceConfig) -> PhotoSource:

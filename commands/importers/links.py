@@ -176,7 +176,9 @@ def _parse_vk(segments: list[str], query: str) -> VkLink:
                   "vk.com/albums-1 or vk.com/<name>")
 
 
-def _parse_yandex(host: str, segments: list[str]) -> YandexPublicLink:
+def _parse_yandex(host: str, segments: list[str]) -> YandexLink:
+    if segments[:2] == ["client", "disk"]:  # the web client's address of a folder on your own disk
+        return _parse_disk_path("disk:/" + "/".join(segments[2:]))
     if len(segments) < 2 or segments[0] not in ("d", "i"):
         raise BadLink("this Yandex.Disk link is not a public file or folder link: expected "
                       "https://disk.yandex.ru/d/… or https://yadi.sk/i/…")

@@ -1,12 +1,10 @@
-"""Tokens at rest and in logs: `TokenCipher` encrypts VK / Yandex tokens with the key
-from settings (Fernet: AES-128-CBC + HMAC-SHA256, authenticated); `mask` shows a token
-in logs without revealing it."""
+"""Tokens at rest and in logs: `TokenCipher` encrypts VK / Yandex tokens with the key it
+is given (the composition root passes the settings' `token_key`; Fernet: AES-128-CBC +
+HMAC-SHA256, authenticated); `mask` shows a token in logs without revealing it."""
 
 from __future__ import annotations
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-
-from facesearch.settings import Settings
 
 
 class TokenKeyMissing(RuntimeError):
@@ -18,8 +16,9 @@ class TokenUnreadable(ValueError):
 
 
 class TokenCipher:
-    """Encrypts and decrypts tokens. `keys` are Fernet keys, newest first: encryption
-    uses the first, decryption tries each, so keys can be rotated by prepending."""
+    """Encrypts and decrypts tokens. `keys` are Fernet keys (a list, or one comma-separated
+    string), newest first: encryption uses the first, decryption tries each, so keys can
+    be rotated by prepending."""
 
     def __init__(self, keys: str | bytes | list[str | bytes]) -> None:
         raw = [keys] if isinstance(keys, (str, bytes)) else list(keys)
@@ -38,10 +37,6 @@ class TokenCipher:
         if not parsed:
             raise TokenKeyMissing("set FACESEARCH_TOKEN_KEY to store VK and Yandex.Disk tokens")
         self._fernet = MultiFernet(parsed)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> TokenCipher:
-        return cls(settings.token_key.get_secret_value())
 
     @staticmethod
     def generate_key() -> str:

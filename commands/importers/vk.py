@@ -54,6 +54,10 @@ class VkSource:
     API calls are limited to `requests_per_second` (VK allows 3); errors 6 and 9 back off
     exponentially from `backoff_seconds` and retry up to `max_retries` times; error 29
     stops with `QuotaExhausted`. The token is used only in request bodies.
+
+    Error 5 (the token expired or was revoked) calls `renew_token(stale_token)` once for
+    that request, when given: a new token retries the request, None (no refresh token, or
+    the refresh was refused) stops with `TokenExpired`.
     """
 
     source = "vk"
@@ -70,12 +74,15 @@ class VkSource:
         backoff_seconds: float = 1.0,
         max_bytes: int = 50 * 1024 * 1024,
         require_https: bool = True,
+        renew_token: Callable[[str], str | None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not token:
             raise TokenExpired("sign in with VK to import photos")
         self.link = link
         self._token = token
+        self._renew_token = renew_token
+        self._old_tokens: list[str] = []  # scrubbed from VK's error text too
         self._api_base = api_base.rstrip("/")
         self._api_version = api_version
         self._max_retries = max_retries
@@ -218,6 +225,7 @@ class VkSource:
 
     def _call(self, method: str, **params: Any) -> Any:
         form = {k: str(v) for k, v in params.items()} | {"v": self._api_version, "access_token": self._token}
+        renewed = False
         for attempt in range(self._max_retries + 1):
             self._bucket.acquire()
             self.stats.add(requests=1)
@@ -235,6 +243,10 @@ class VkSource:
                         return body.get("response")
                     code = int(body["error"].get("error_code", 0))
                     message = self._scrub(str(body["error"].get("error_msg", "")))
+                    if code == 5 and not renewed and self._renew():
+                        renewed = True
+                        form["access_token"] = self._token
+                        continue
                     if code not in _RETRY_CODES:
                         raise self._error(code, message, params)
                     retry_reason = _RETRY_CODES[code]
@@ -258,8 +270,20 @@ class VkSource:
             raise SourceUnavailable(f"VK answered {method} with something that is not JSON (HTTP {response.status_code})")
         return body
 
+    def _renew(self) -> bool:
+        """Asks for a fresh token after error 5; True when one replaced the stale token."""
+        if self._renew_token is None:
+            return False
+        fresh = self._renew_token(self._token)
+        if not fresh or fresh == self._token:
+            return False
+        self._old_tokens.append(self._token)
+        self._token = fresh
+        logger.info("vk token renewed after error 5; retrying")
+        return True
+
     def _scrub(self, text: str) -> str:
-        return _http.redact(text, [self._token])
+        return _http.redact(text, [self._token, *self._old_tokens])
 
     def _error(self, code: int, message: str, params: dict[str, Any]) -> SourceError:
         owner = params.get("owner_id")

@@ -3,7 +3,10 @@
 1. `start_authorization` makes a verifier, its S256 challenge and a state, and the
    URL to send the user to; keep the verifier and state server-side.
 2. VK ID redirects back with `code`, `state` and `device_id`; `exchange_code` checks
-   the state and trades the code (plus the verifier) for an access token.
+   the state and trades the code (plus the verifier) for an access token, a refresh
+   token and the token's lifetime (an hour).
+3. When the access token has expired, `refresh_access_token` trades the refresh token
+   (bound to the same `device_id`) for a new pair; VK ID rotates the refresh token.
 """
 
 from __future__ import annotations
@@ -113,6 +116,43 @@ def exchange_code(
         "redirect_uri": redirect_uri,
         "state": returned_state,
     }
+    return _vk_id_token(_post_token_form(id_base, form, client, "VK ID refused the sign-in"), now)
+
+
+def refresh_access_token(
+    *, client_id: str, refresh_token: str, device_id: str, id_base: str = DEFAULT_ID_BASE,
+    client: httpx.Client | None = None, now: float | None = None,
+) -> VkIdToken:
+    """Trade a refresh token for a new access token (and a new refresh token) at
+    {id_base}/oauth2/auth. `VkAuthError` when VK ID refuses (the refresh token expired,
+    was used already, or the sign-in was withdrawn)."""
+    state = secrets.token_urlsafe(32)
+    form = {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh_token,
+        "client_id": client_id,
+        "device_id": device_id,
+        "state": state,
+    }
+    body = _post_token_form(id_base, form, client, "VK ID refused to renew the sign-in")
+    if body.get("state") is not None and not hmac.compare_digest(str(body["state"]).encode(), state.encode()):
+        raise VkAuthError("VK ID's answer to renewing the sign-in does not belong to this request")
+    return _vk_id_token(body, now)
+
+
+def _vk_id_token(body: dict, now: float | None) -> VkIdToken:
+    issued = time.time() if now is None else now
+    return VkIdToken(
+        access_token=body["access_token"],
+        expires_at=issued + float(body.get("expires_in") or 0),
+        user_id=int(body.get("user_id") or 0),
+        refresh_token=body.get("refresh_token") or None,
+        scope=str(body.get("scope") or ""),
+    )
+
+
+def _post_token_form(id_base: str, form: dict[str, str], client: httpx.Client | None, refused: str) -> dict:
+    """POST the form to VK ID's token endpoint; the answer's JSON, with an access token."""
     own_client = client is None
     http = client or httpx.Client(timeout=20.0, trust_env=False)
     try:
@@ -126,14 +166,8 @@ def exchange_code(
         body = response.json()
     except ValueError:
         raise SourceUnavailable(f"VK ID answered with something that is not JSON (HTTP {response.status_code})") from None
-    if "error" in body or "access_token" not in body:
+    if not isinstance(body, dict) or "error" in body or "access_token" not in body:
+        body = body if isinstance(body, dict) else {}
         reason = str(body.get("error_description") or body.get("error") or "no access token in the answer")
-        raise VkAuthError(f"VK ID refused the sign-in: {reason[:200]}")
-    issued = time.time() if now is None else now
-    return VkIdToken(
-        access_token=body["access_token"],
-        expires_at=issued + float(body.get("expires_in") or 0),
-        user_id=int(body.get("user_id") or 0),
-        refresh_token=body.get("refresh_token"),
-        scope=str(body.get("scope") or ""),
-    )
+        raise VkAuthError(f"{refused}: {reason[:200]}")
+    return body

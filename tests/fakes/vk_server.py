@@ -5,6 +5,11 @@ pagination (count at most 1000), and photo bytes from a separate download path `
 
 Scenarios are set on the `FakeVk` object: owners and albums, private albums, deleted
 owners, expired tokens, and injected errors (6 or 9 every k-th call, 29 after n calls).
+
+VK ID's token endpoint `/oauth2/auth` answers `grant_type=authorization_code` (codes set in
+`auth_codes`, checked against the PKCE challenge) and `grant_type=refresh_token` (refresh
+tokens in `refresh_tokens`, bound to a device id): each answer issues a fresh access token
+and rotates the refresh token, as VK ID does.
 """
 
 from __future__ import annotations
@@ -76,6 +81,11 @@ class FakeVk:
         ]))
         # VK ID: authorization code -> (code_challenge, redirect_uri) it was issued for.
         self.auth_codes: dict[str, tuple[str, str]] = {}
+        # VK ID: refresh token -> the device id it is bound to; used ones are removed.
+        self.refresh_tokens: dict[str, str] = {}
+        self.issued_tokens: list[str] = []  # every access and refresh token VK ID handed out
+        self.refresh_requests = 0
+        self._issued = 0
 
     # ------------------------------------------------------------ scenarios
 
@@ -258,8 +268,40 @@ class FakeVk:
         return Response(make_image(index, "JPEG", label=size_type), media_type="image/jpeg")
 
 
+    def issue_refresh_token(self, device_id: str) -> str:
+        """A refresh token VK ID will honour once, for `device_id`."""
+        with self._lock:
+            self._issued += 1
+            token = f"vk2.a.refresh-{self._issued:04d}-0123456789abcdef"
+            self.refresh_tokens[token] = device_id
+            self.issued_tokens.append(token)
+        return token
+
+    def _token_answer(self, access_token: str, device_id: str, state: str) -> JSONResponse:
+        with self._lock:
+            self.issued_tokens.append(access_token)
+        return JSONResponse({
+            "access_token": access_token, "refresh_token": self.issue_refresh_token(device_id), "id_token": "x.y.z",
+            "token_type": "Bearer", "expires_in": 3600, "user_id": 1234567, "state": state, "scope": "photos",
+        })
+
+    def _refresh(self, form: dict[str, str]) -> Response:
+        with self._lock:
+            self.refresh_requests += 1
+            device_id = self.refresh_tokens.pop(form.get("refresh_token", ""), None)
+        if device_id is None or device_id != form.get("device_id") or not form.get("client_id"):
+            return JSONResponse({"error": "invalid_grant", "error_description": "refresh token is invalid or expired"},
+                                status_code=400)
+        with self._lock:
+            self._issued += 1
+            fresh = f"vk1.a.renewed-{self._issued:04d}-0123456789abcdef0123456789"
+            self.valid_tokens.add(fresh)
+        return self._token_answer(fresh, device_id, form.get("state", ""))
+
     async def _oauth_token(self, request: Request) -> Response:
         form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+        if form.get("grant_type") == "refresh_token":
+            return self._refresh(form)
         issued = self.auth_codes.pop(form.get("code", ""), None)
         if form.get("grant_type") != "authorization_code" or issued is None:
             return JSONResponse({"error": "invalid_grant", "error_description": "code is invalid or expired"},
@@ -270,11 +312,7 @@ class FakeVk:
         if computed != challenge or form.get("redirect_uri") != redirect_uri:
             return JSONResponse({"error": "invalid_grant", "error_description": "code_verifier is invalid"},
                                 status_code=400)
-        return JSONResponse({
-            "access_token": GOOD_TOKEN, "refresh_token": "vk2.a.refresh-0123456789", "id_token": "x.y.z",
-            "token_type": "Bearer", "expires_in": 3600, "user_id": 1234567, "state": form.get("state", ""),
-            "scope": "photos",
-        })
+        return self._token_answer(GOOD_TOKEN, form.get("device_id", ""), form.get("state", ""))
 
 
 @contextmanager

@@ -21,13 +21,19 @@ from pydantic import SecretStr
 
 from commands.app import FaceSearchApp
 from commands.blobs import DirectoryBlobStore
-from commands.credentials import CredentialMissing, CredentialRevoked, CredentialStore, credentials_table
+from commands.credentials import (
+    CredentialExpired,
+    CredentialMissing,
+    CredentialRevoked,
+    credentials_table,
+)
 from commands.importers.base import BadLink
 from commands.importers.tokens import TokenCipher
 from domain.import_job import ImportStatus
 from facesearch.imports import (
     ImportConfigError,
     cancel_import,
+    credential_store,
     list_imports,
     prepare_import,
     resume_import,
@@ -75,7 +81,7 @@ class World:
         self.settings.var_dir.mkdir(parents=True, exist_ok=True)
         self.app = FaceSearchApp(self.settings.resolved_event_store_dsn(),
                                  DirectoryBlobStore(self.settings.resolved_blob_dir()), self.settings.max_image_pixels)
-        self.store = CredentialStore.from_settings(self.settings)
+        self.store = credential_store(self.settings)
 
     def start(self, link: str, **kwargs):
         return start_import(self.app, self.settings, owner=kwargs.pop("owner", "ann"), link=link,
@@ -461,6 +467,8 @@ def test_vk_sign_in_through_the_oauth_routes(world):
     done = client.get("/api/oauth/vk/callback", params={"code": "code-1", "state": query["state"], "device_id": "d"})
     assert "connected" in done.headers["location"]
     assert world.store.token_for(owner="ann", provider="vk") == VK_TOKEN
+    grant = world.store.refresh_grant(world.store.active("ann", "vk").id)
+    assert grant.device_id == "d" and grant.refresh_token in world.vk.refresh_tokens
     replay = client.get("/api/oauth/vk/callback", params={"code": "code-1", "state": query["state"], "device_id": "d"})
     assert "failed" in replay.headers["location"]  # a state is good for one sign-in only
 
@@ -471,6 +479,84 @@ def test_vk_sign_in_through_the_oauth_routes(world):
     assert client.post("/api/credentials/dropbox/revoke").status_code == 404
     with pytest.raises(CredentialMissing):
         world.store.token_for(owner="ann", provider="vk")
+
+
+# ---------------------------------------------------------------- VK token refresh
+
+
+def save_vk_sign_in(world: World, token: str, *, expires_at: float | None = None, device_id: str = "dev-1") -> str:
+    """A VK ID sign-in as the callback saves it: the token, a refresh token VK ID will honour, the device."""
+    refresh = world.vk.issue_refresh_token(device_id)
+    return world.store.save("ann", "vk", token, expires_at, refresh_token=refresh, device_id=device_id)
+
+
+def test_an_expired_vk_token_is_renewed_once_and_the_job_continues(world):
+    world.vk.add_community(123, "club_photos", [1500, 30])
+    cid = save_vk_sign_in(world, VK_TOKEN)
+    old_refresh = world.store.refresh_grant(cid).refresh_token
+
+    def expire_at_600(counts: dict[str, int]) -> None:
+        if counts["stored"] == 600:  # VK withdraws the token in the middle of the job
+            world.vk.expired_tokens.add(VK_TOKEN)
+
+    result = world.start("vk.com/club_photos", credential_id=cid, progress=expire_at_600)
+    assert result.status == ImportStatus.completed, result.reason
+    assert result.counts == {"discovered": 1530, "stored": 1530, "skipped": 0, "failed": 0}
+    assert world.vk.refresh_requests == 1 and world.vk.errors_sent.get(5) == 1
+    renewed = world.store.token_for(cid)
+    assert renewed != VK_TOKEN and renewed in world.vk.valid_tokens
+    grant = world.store.refresh_grant(cid)
+    assert grant.refresh_token != old_refresh and grant.device_id == "dev-1"  # VK ID rotated it
+    assert world.store.list("ann")[0].expires_at > time.time() + 3000
+    assert not any(renewed.encode() in n.state for n in world.events())
+
+
+def test_a_vk_token_past_its_lifetime_is_renewed_before_the_job_starts(world):
+    world.vk.add_community(123, "club_photos", [5])
+    world.vk.expired_tokens.add(VK_TOKEN)
+    cid = save_vk_sign_in(world, VK_TOKEN, expires_at=time.time() - 60)
+    with pytest.raises(CredentialExpired):
+        world.store.token_for(cid)
+
+    result = world.start("vk.com/club_photos")
+    assert result.status == ImportStatus.completed, result.reason
+    assert world.vk.refresh_requests == 1 and world.vk.errors_sent.get(5) is None
+    assert world.app.get_import(result.import_id).options == {"credential_id": cid}
+
+
+@pytest.mark.parametrize("refresh", ["refused", "none"])
+def test_without_a_usable_refresh_token_an_expired_vk_token_stops_the_job(world, refresh):
+    world.vk.add_community(123, "club_photos", [20])
+    world.vk.expired_tokens.add(VK_TOKEN)
+    if refresh == "refused":
+        cid = save_vk_sign_in(world, VK_TOKEN)
+        world.vk.refresh_tokens.clear()  # VK ID no longer honours it
+    else:
+        cid = world.store.save("ann", "vk", VK_TOKEN)
+    logged: list[str] = []
+    sink = logger.add(lambda message: logged.append(str(message)), level="DEBUG")
+    try:
+        result = world.start("vk.com/club_photos", credential_id=cid)
+    finally:
+        logger.remove(sink)
+
+    assert result.status == ImportStatus.failed
+    assert result.reason == "VK no longer accepts the access token (expired or revoked): sign in with VK again"
+    assert world.vk.downloads == 0
+    assert world.vk.refresh_requests == (1 if refresh == "refused" else 0)
+    assert world.store.token_for(cid) == VK_TOKEN  # nothing half-renewed
+    if refresh == "refused":
+        assert any("could not be renewed" in line for line in logged)
+        assert not any(t in line for line in logged for t in world.vk.issued_tokens + [VK_TOKEN])
+
+
+def test_a_revoked_sign_in_is_never_renewed(world):
+    cid = save_vk_sign_in(world, VK_TOKEN)
+    world.store.revoke("ann", "vk")
+    assert world.store.refresh_grant(cid) is None
+    with pytest.raises(CredentialRevoked):
+        world.store.renew(cid, "vk1.a.some-new-token-0123456789")
+    assert world.store.list("ann")[0].status == "revoked"
 
 
 # ---------------------------------------------------------------- CLI

@@ -33,6 +33,9 @@ from tests.fakes import vk_server, yadisk_server
     ("yadi.sk/i/Key12345", YandexPublicLink("Key12345", "https://yadi.sk/i/Key12345", "/")),
     ("disk:/Photos/2019", YandexDiskPath("disk:/Photos/2019")),
     ("disk:/", YandexDiskPath("disk:/")),
+    ("https://disk.yandex.ru/client/disk/Photos/2019", YandexDiskPath("disk:/Photos/2019")),
+    ("https://disk.yandex.ru/client/disk/%D0%A4%D0%BE%D1%82%D0%BE", YandexDiskPath("disk:/Фото")),
+    ("https://disk.yandex.ru/client/disk", YandexDiskPath("disk:/")),
 ])
 def test_good_links_parse(text, expected):
     assert parse_link(text) == expected
@@ -59,6 +62,7 @@ BAD_LINKS = [
     ("https://disk.yandex.ru/d/a%2Fb/../../x", "malformed"),
     ("disk:Photos", "starts with disk:/"),
     ("disk:/a/../../etc", "must not contain"),
+    ("https://disk.yandex.ru/client/disk/a/%2E%2E/b", "must not contain"),
     ("javascript:alert(1)", "unsupported link type"),
     ("https://vk.com/album 1", "spaces"),
     ("ftp://vk.com/album-1_2", "unsupported link type"),

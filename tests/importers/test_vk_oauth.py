@@ -11,6 +11,7 @@ from commands.importers.vk_oauth import (
     code_challenge,
     exchange_code,
     make_pkce,
+    refresh_access_token,
     start_authorization,
 )
 from tests.fakes.vk_server import GOOD_TOKEN
@@ -61,3 +62,18 @@ def test_exchange_code_returns_token_expiry_and_user(vk):
                       expected_state=request.state, returned_state="forged",
                       code_verifier=request.code_verifier, id_base=id_base)
     assert fake.requests == calls
+
+
+def test_refresh_trades_the_refresh_token_for_a_new_pair_once(vk):
+    fake, base = vk
+    id_base = base.removesuffix("/method")
+    refresh = fake.issue_refresh_token("dev-1")
+    token = refresh_access_token(client_id="51234", refresh_token=refresh, device_id="dev-1", id_base=id_base,
+                                 now=1000.0)
+    assert token.access_token in fake.valid_tokens and token.access_token != GOOD_TOKEN
+    assert token.expires_at == 4600.0 and token.refresh_token and token.refresh_token != refresh
+    assert refresh not in repr(token) and token.access_token not in repr(token)
+    with pytest.raises(VkAuthError, match="refused to renew"):  # rotated: the old one is spent
+        refresh_access_token(client_id="51234", refresh_token=refresh, device_id="dev-1", id_base=id_base)
+    with pytest.raises(VkAuthError, match="refused to renew"):  # bound to its device
+        refresh_access_token(client_id="51234", refresh_token=token.refresh_token, device_id="other", id_base=id_base)

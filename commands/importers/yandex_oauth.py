@@ -1,0 +1,112 @@
+"""Signing in with Yandex ID for imports from the user's own Yandex.Disk: the OAuth 2.0
+authorization code flow, with PKCE (S256) as Yandex OAuth supports it
+(https://yandex.ru/dev/id/doc/en/codes/code-url).
+
+1. `start_authorization` makes a verifier, its challenge and a state, and the URL of
+   `{oauth_base}/authorize?response_type=code&client_id=…&redirect_uri=…&state=…
+   &code_challenge=…&code_challenge_method=S256[&scope=…]`; keep the verifier and state
+   server-side.
+2. Yandex OAuth redirects back with `code` and `state` (or `error`); `exchange_code`
+   checks the state and POSTs `grant_type=authorization_code`, the code and the verifier
+   to `{oauth_base}/token`, the app's id and secret in a Basic authorization header. The
+   answer is `{"token_type": "bearer", "access_token", "expires_in", "refresh_token"}`,
+   or `{"error", "error_description"}` with HTTP 400.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+import httpx
+
+from commands.importers.base import SourceUnavailable, TokenExpired
+from commands.importers.vk_oauth import AuthorizationRequest, make_pkce
+
+DEFAULT_OAUTH_BASE = "https://oauth.yandex.ru"
+# Reading files on Yandex.Disk (the app must be registered with this permission).
+DEFAULT_SCOPE = "cloud_api:disk.read"
+
+
+@dataclass(frozen=True)
+class YandexToken:
+    access_token: str = field(repr=False)
+    expires_at: float | None  # unix time; None when Yandex gave no lifetime
+    refresh_token: str | None = field(default=None, repr=False)
+    scope: str = ""
+
+
+class YandexAuthError(TokenExpired):
+    """Yandex OAuth refused the sign-in (wrong state, expired or reused code, wrong app secret)."""
+
+    code = "yandex_auth_failed"
+
+
+def authorize_url(
+    *, client_id: str, redirect_uri: str, state: str, challenge: str, scope: str = DEFAULT_SCOPE,
+    oauth_base: str = DEFAULT_OAUTH_BASE,
+) -> str:
+    query = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "state": state,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    if scope:  # without it Yandex grants the permissions the app was registered with
+        query["scope"] = scope
+    return f"{oauth_base.rstrip('/')}/authorize?{urlencode(query)}"
+
+
+def start_authorization(
+    *, client_id: str, redirect_uri: str, scope: str = DEFAULT_SCOPE, oauth_base: str = DEFAULT_OAUTH_BASE,
+) -> AuthorizationRequest:
+    pkce = make_pkce()
+    state = secrets.token_urlsafe(32)
+    url = authorize_url(client_id=client_id, redirect_uri=redirect_uri, state=state, challenge=pkce.challenge,
+                        scope=scope, oauth_base=oauth_base)
+    return AuthorizationRequest(url=url, state=state, code_verifier=pkce.verifier)
+
+
+def exchange_code(
+    *, client_id: str, client_secret: str, code: str, expected_state: str, returned_state: str,
+    code_verifier: str, oauth_base: str = DEFAULT_OAUTH_BASE, client: httpx.Client | None = None,
+    now: float | None = None,
+) -> YandexToken:
+    """Trade the confirmation code for an OAuth token at {oauth_base}/token."""
+    if not hmac.compare_digest(expected_state.encode(), returned_state.encode()):
+        raise YandexAuthError("the Yandex sign-in answer does not belong to this session: start signing in again")
+    form = {"grant_type": "authorization_code", "code": code, "code_verifier": code_verifier}
+    auth = (client_id, client_secret) if client_secret else None
+    if auth is None:
+        form["client_id"] = client_id
+    own_client = client is None
+    http = client or httpx.Client(timeout=20.0, trust_env=False)
+    try:
+        response = http.post(f"{oauth_base.rstrip('/')}/token", data=form, auth=auth)
+    except httpx.TransportError as exc:
+        raise SourceUnavailable(f"Yandex OAuth did not answer ({type(exc).__name__}); try again") from None
+    finally:
+        if own_client:
+            http.close()
+    try:
+        body = response.json()
+    except ValueError:
+        raise SourceUnavailable(
+            f"Yandex OAuth answered with something that is not JSON (HTTP {response.status_code})") from None
+    if not isinstance(body, dict) or "error" in body or not body.get("access_token"):
+        body = body if isinstance(body, dict) else {}
+        reason = str(body.get("error_description") or body.get("error") or "no access token in the answer")
+        raise YandexAuthError(f"Yandex refused the sign-in: {reason[:200]}")
+    issued = time.time() if now is None else now
+    lifetime = float(body.get("expires_in") or 0)
+    return YandexToken(
+        access_token=str(body["access_token"]),
+        expires_at=issued + lifetime if lifetime > 0 else None,
+        refresh_token=body.get("refresh_token") or None,
+        scope=str(body.get("scope") or ""),
+    )
