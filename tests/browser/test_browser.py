@@ -2,8 +2,8 @@
 projections, analysis workers with the real models), driven by e2e.mjs through playwright-core.
 
 Seeds photos of LFW people through the API, then the browser signs in, drops t1.jpg and sees
-six boxes, searches with an unseen photo of one person, moves the slider, exports CSV and
-opens monitoring. Screenshots go to test-artifacts/browser/, the main ones to docs/screenshots/.
+six boxes, searches with an unseen photo of one person, moves the slider, exports CSV,
+opens monitoring, groups faces into people and names the person seeded in six photos. Screenshots go to test-artifacts/browser/, the main ones to docs/screenshots/.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ PERSON = "Colin_Powell"
 OTHERS = ["George_W_Bush", "Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder", "Guillermo_Coria",
           "Jacques_Chirac", "Jean_Chretien", "John_Ashcroft", "Junichiro_Koizumi", "Serena_Williams", "Vladimir_Putin"]
 MAIN_SCREENS = ["01-sign-in-ru", "03-gallery", "04-photo-faces", "05-search", "02-imports", "07-export", "08-monitoring",
-                "09-people-ru"]
+                "people", "09-people-ru"]
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is not installed (apt-get install chromium)")
 
