@@ -20,7 +20,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from projections.db import Writer
+from projections.db import Writer, create_all_locked
 
 metadata = sa.MetaData()
 
@@ -82,7 +82,7 @@ class UserStore:
 
     async def create_tables(self) -> None:
         async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+            await create_all_locked(conn, metadata)
 
     async def count(self) -> int:
         async with self.engine.connect() as conn:

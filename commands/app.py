@@ -10,10 +10,12 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 from uuid import UUID
 
+import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from commands.blobs import BlobStore, content_hash
+from commands.ddl import postgres_ddl_lock
 from commands.images import ImageRejected, inspect_image
 from domain.import_job import ImportJob
 from domain.photo import Photo, PhotoStatus, photo_id_for
@@ -37,11 +39,18 @@ def persistence_env(dsn: str) -> dict[str, str]:
             "POSTGRES_PORT": str(url.port or 5432),
             "POSTGRES_USER": unquote(url.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(url.password or ""),
+            # FaceSearchApp creates the tables itself, under the DDL lock (see commands/ddl.py).
+            "CREATE_TABLE": "no",
         }
         if "schema" in query:
             env["POSTGRES_SCHEMA"] = query["schema"]
         return env
     raise ValueError(f"unsupported event store DSN scheme {url.scheme!r}")
+
+
+def _libpq_dsn(dsn: str) -> str:
+    """postgresql://…?schema=x → the same URL without the options libpq does not know."""
+    return dsn.split("?", 1)[0].replace("postgresql+asyncpg://", "postgresql://")
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,9 @@ class FaceSearchApp(Application[UUID]):
 
     def __init__(self, dsn: str, blobs: BlobStore, max_image_pixels: int) -> None:
         super().__init__(env=persistence_env(dsn))
+        if urlparse(dsn).scheme != "sqlite":
+            with postgres_ddl_lock(lambda: psycopg.connect(_libpq_dsn(dsn), autocommit=True)):
+                self.recorder.create_table()
         self.blobs = blobs
         self.max_image_pixels = max_image_pixels
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from commands.ddl import create_all_locked_sync
 from commands.importers.base import TokenExpired
 from commands.importers.tokens import TokenCipher, TokenUnreadable
 
@@ -139,7 +140,7 @@ class CredentialStore:
                 cursor.execute("PRAGMA busy_timeout=30000")
                 cursor.close()
 
-        metadata.create_all(self.engine)
+        create_all_locked_sync(self.engine, metadata)
 
     def __repr__(self) -> str:
         return f"CredentialStore({self.engine.dialect.name}, cipher=[masked])"

