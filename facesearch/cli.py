@@ -71,9 +71,9 @@ def run(
 
     async def main() -> None:
         if role is Role.worker:
-            from gpu_workers.worker import run_standalone
+            from facesearch.worker_process import run_worker
 
-            await run_standalone(settings)
+            await run_worker(settings)
             return
         system = System(settings)
         stop = asyncio.Event()
@@ -440,7 +440,7 @@ def cluster(
     from dataclasses import asdict
 
     from commands.clustering import ClusteringError
-    from commands.people import attach_new_faces, run_clustering
+    from facesearch.people import attach_new_faces, run_clustering
     from facesearch.system import System
 
     async def run():

@@ -10,7 +10,7 @@ False), so each photo is processed once in effect.
 Within a batch, decoding runs in a thread pool while the model works on the images decoded
 so far (one inference thread), so the model never waits for more than one image's decode.
 
-Run a standalone worker with `python -m gpu_workers.worker` (settings from the environment).
+A worker process of its own is `facesearch run worker` (facesearch/worker_process.py).
 """
 
 from __future__ import annotations
@@ -252,43 +252,3 @@ def attach_worker(transport: Any, settings: Any, worker: FaceWorker) -> Any:
         max_records=settings.worker_batch_size, max_wait_ms=settings.worker_max_wait_ms,
         session_timeout_ms=settings.worker_session_timeout_ms,
     )
-
-
-async def run_standalone(settings: Any, stop: asyncio.Event | None = None) -> None:
-    """One worker process: its own app, broker connection and models, until `stop` (or a signal)."""
-    import signal
-
-    from facesearch.system import make_app
-    from facesearch.transport import BrokerTransport
-
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    app = make_app(settings)
-    from facesearch.metrics import WorkerMetrics
-
-    worker = FaceWorker(
-        app, make_analyzer(settings), decode_threads=settings.worker_decode_threads, name="worker",
-        observer=WorkerMetrics(),
-    )
-    transport = BrokerTransport(settings)
-    await transport.ensure_topics([transport.command_topic("analyse")])
-    attach_worker(transport, settings, worker)
-    await transport.start()
-    logger.info("worker ready: {} + {}, batches of {}", settings.detector, settings.embedder, settings.worker_batch_size)
-    try:
-        await stop.wait()
-    finally:
-        await transport.stop()
-        worker.close()
-        app.close()
-
-
-if __name__ == "__main__":  # pragma: no cover - a process entry point
-    from facesearch.logging import configure_logging
-    from facesearch.settings import get_settings
-
-    configure_logging(get_settings(), "INFO")
-    asyncio.run(run_standalone(get_settings()))

@@ -556,7 +556,7 @@ class Mutation:
         self, info: Info, algorithm: str | None = None, model: str | None = None, percent: float | None = None,
     ) -> ClusteringRun:
         from commands.clustering import ClusteringError
-        from commands.people import run_clustering
+        from facesearch.people import run_clustering
 
         ctx = _ctx(info)
         try:

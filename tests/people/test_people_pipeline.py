@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import shutil
 
-from commands.people import attach_new_faces, name_person, peek_people, run_clustering
+from commands.people import name_person, peek_people
+from facesearch.people import attach_new_faces, run_clustering
 from facesearch.imports import import_local
 from facesearch.system import System
 from projections.people import faces_of_person, list_people, people_projection

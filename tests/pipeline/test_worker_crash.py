@@ -34,7 +34,7 @@ def spawn_worker(settings, log_path) -> subprocess.Popen:
         "FACESEARCH_WORKER_USE_GPU": "false",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "gpu_workers.worker"], cwd=PROJECT_ROOT, env=env,
+        [sys.executable, "-m", "facesearch.worker_process"], cwd=PROJECT_ROOT, env=env,
         stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
     )
 
