@@ -19,7 +19,6 @@ Entry points (`run_clustering`, `attach_new_faces`, `name_person`, ...) take the
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 import time

@@ -14,13 +14,33 @@ import numpy as np
 from commands.clustering import DEFAULT_ALGORITHM
 from commands.people import (
     ATTACH_SEARCH_LIMIT,
+    FaceSet,
     cosine_threshold,
     peek_people,
     record_attachments,
     record_clustering,
 )
-from projections.people import load_face_set
+from projections.people import embedded_faces
 from projections.vectors import filter_expression
+
+
+async def load_face_set(
+    engine: Any, index: Any, owner: str, model: str, exclude: set[str] | None = None, chunk: int = 1000,
+) -> FaceSet:
+    """The owner's faces embedded by `model`, with their vectors from Milvus and their
+    quality flags from the faces read model."""
+    rows = await embedded_faces(engine, owner, model, exclude)
+    ids = [face_id for face_id, _ in rows]
+    vectors: dict[str, np.ndarray] = {}
+    for start in range(0, len(ids), chunk):
+        vectors |= await asyncio.to_thread(index.vectors, model, ids[start : start + chunk])
+    kept = [(face_id, low) for face_id, low in rows if face_id in vectors]  # not in Milvus yet: the next run
+    if not kept:
+        return FaceSet([], np.zeros((0, 1), dtype=np.float32), np.zeros(0, dtype=bool))
+    return FaceSet(
+        [face_id for face_id, _ in kept], np.stack([vectors[face_id] for face_id, _ in kept]),
+        np.array([low for _, low in kept]),
+    )
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ A worker process of its own is `facesearch run worker` (facesearch/worker_proces
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field

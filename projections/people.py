@@ -7,11 +7,9 @@ identically (timestamps come from the events).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -210,27 +208,18 @@ async def person_of_faces(engine: AsyncEngine, owner: str, model: str, face_ids:
         return {r.face_id: r.person_id for r in await conn.execute(query)}
 
 
-async def load_face_set(
-    engine: AsyncEngine, index: Any, owner: str, model: str, exclude: set[str] | None = None, chunk: int = 1000,
-) -> Any:
-    """The owner's faces embedded by `model` (not deleted), with their vectors from Milvus
-    and quality flags from the faces read model: a commands.people.FaceSet."""
-    from commands.people import FaceSet
-
+async def embedded_faces(
+    engine: AsyncEngine, owner: str, model: str, exclude: set[str] | None = None,
+) -> list[tuple[str, bool]]:
+    """The owner's faces embedded by `model` (not deleted), in id order, each with whether
+    it is flagged low quality."""
     query = (
         sa.select(faces.c.id, faces.c.flags, faces.c.models)
         .where((faces.c.owner == owner) & faces.c.deleted.is_(False) & faces.c.models.like(f"%{model}%"))
         .order_by(faces.c.id)
     )
     async with engine.connect() as conn:
-        rows = [r for r in await conn.execute(query) if model in r.models.split(",") and r.id not in (exclude or ())]
-    ids = [r.id for r in rows]
-    vectors: dict[str, np.ndarray] = {}
-    for start in range(0, len(ids), chunk):
-        vectors |= await asyncio.to_thread(index.vectors, model, ids[start : start + chunk])
-    kept = [r for r in rows if r.id in vectors]  # not yet in Milvus: the next run takes it
-    if not kept:
-        return FaceSet([], np.zeros((0, 1), dtype=np.float32), np.zeros(0, dtype=bool))
-    return FaceSet(
-        [r.id for r in kept], np.stack([vectors[r.id] for r in kept]), np.array([bool(r.flags) for r in kept]),
-    )
+        return [
+            (r.id, bool(r.flags)) for r in await conn.execute(query)
+            if model in r.models.split(",") and r.id not in (exclude or ())
+        ]
