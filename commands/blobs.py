@@ -65,8 +65,13 @@ class S3BlobStore:
 
         self.bucket = bucket
         self.client = boto3.client(
-            "s3", endpoint_url=endpoint, aws_access_key_id=access_key, aws_secret_access_key=secret_key
+            "s3", endpoint_url=endpoint, aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+            region_name="us-east-1",  # MinIO and Ceph accept any region; boto3 insists on one
         )
+        try:  # a fresh deployment: the bucket is ours to make
+            self.client.head_bucket(Bucket=bucket)
+        except self.client.exceptions.ClientError:
+            self.client.create_bucket(Bucket=bucket)
 
     def put(self, data: bytes) -> str:
         digest = content_hash(data)
