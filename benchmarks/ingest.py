@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import hashlib
 import io
+import random
 import shutil
 import tempfile
 import time
@@ -28,7 +30,11 @@ from facesearch.settings import Settings, get_settings
 
 
 def build_album(data_dir: Path, folder: Path, count: int) -> int:
-    """Writes `count` photos into `folder`; returns how many are collages."""
+    """Writes `count` distinct photos into `folder`; returns how many are collages.
+
+    The photo store keeps one photo per content hash, so every collage must differ: the first
+    ones tile the LFW portraits not used as singles, in order; once those run out, each takes
+    4 portraits drawn at random (seeded by its number)."""
     folder.mkdir(parents=True, exist_ok=True)
     picked: list[Path] = sorted((data_dir / "wider" / "images").rglob("*.jpg"))
     picked += [p for p in sorted((data_dir / "photos").rglob("*")) if p.suffix in (".jpg", ".png") and "Tom_Hanks" not in p.name]
@@ -39,11 +45,14 @@ def build_album(data_dir: Path, folder: Path, count: int) -> int:
     singles, collages = rest // 2, rest - rest // 2
     for i, path in enumerate(picked + lfw[:singles]):
         shutil.copy(path, folder / f"{i:05d}{path.suffix}")
-    tiles = lfw[singles:] + lfw  # enough tiles, wrapping around
+    fresh = lfw[singles:]
     for j in range(collages):
+        # Wrapping around `fresh + lfw` (as this did before) repeats a collage every
+        # len(lfw) / 4 collages: 127 duplicates at 1,000 photos, which the import stores once.
+        tiles = fresh[4 * j : 4 * j + 4] if 4 * j + 4 <= len(fresh) else random.Random(j).sample(lfw, 4)
         group = Image.new("RGB", (500, 500))
-        for k in range(4):
-            tile = Image.open(tiles[(4 * j + k) % len(tiles)]).convert("RGB")
+        for k, path in enumerate(tiles):
+            tile = Image.open(path).convert("RGB")
             group.paste(tile, (250 * (k % 2), 250 * (k // 2)))
         buffer = io.BytesIO()
         group.save(buffer, "JPEG", quality=90)
@@ -87,12 +96,18 @@ async def run(args: argparse.Namespace) -> dict:
         start = time.perf_counter()
         result = await asyncio.to_thread(import_local, system.app, settings, str(work / "album"), owner="bench", operator=True)
         import_s = time.perf_counter() - start
-        stored = result.counts["stored"]
+        # "stored" counts duplicates too; the read model holds one photo per distinct content.
+        stored = len({hashlib.sha256(f.read_bytes()).digest() for f in (work / "album").iterdir()})
+        if stored != result.counts["stored"]:
+            logger.warning("{} photos stored, {} distinct", result.counts["stored"], stored)
+        deadline = time.monotonic() + args.timeout
         while True:
             async with system.engine.connect() as conn:
                 done = (await conn.execute(sa.select(sa.func.count()).where(photos.c.status != "imported"))).scalar()
             if done >= stored:
                 break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {done} of {stored} photos analysed after {args.timeout:.0f} s")
             await asyncio.sleep(0.25)
         analysed_s = time.perf_counter() - start
         await system.wait_until_caught_up(600)
@@ -147,6 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--redelivery-after", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads per worker")
     parser.add_argument("--data-dir", type=Path, default=get_settings().data_dir)
+    parser.add_argument("--timeout", type=float, default=3600.0, help="give up when analysis takes longer (s)")
     return asyncio.run(run(parser.parse_args(argv)))
 
 
