@@ -210,7 +210,7 @@ class OutboxRelay:
         await self._load_heads()
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.start()
+        """Publishes until `stop`; call `start` first."""
         last_check = 0.0
         while not stop.is_set():
             try:

@@ -151,6 +151,7 @@ class System:
                 redelivery_after_seconds=self.settings.redelivery_after_seconds,
                 broker_lost=self.transport.recover_if_broker_lost,
             )
+            await self.relay.start()  # its tables exist before the metrics sampler reads them
             self._tasks.append(asyncio.create_task(self.relay.run(self._stop)))
             self._tasks.append(asyncio.create_task(self._every(self.settings.metrics_sample_seconds, self._sample_metrics)))
         if reconcile:
