@@ -34,6 +34,7 @@ class BrokerTransport:
         self._subscriptions: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self.reconnects = 0
         self._cluster_id: str | None = None
+        self._declared: set[str] = set()  # RabbitMQ exchanges this client has declared
         self._recovering = asyncio.Lock()
         self.bootstrap = bootstrap or settings.kafka_bootstrap
         self.broker = self._new_broker()
@@ -62,6 +63,7 @@ class BrokerTransport:
             logger.warning("old broker clients did not stop cleanly: {!r}", error)
         self.broker = self._new_broker()
         self._kafka_subscribers = []
+        self._declared = set()
         for method, args, kwargs in self._subscriptions:
             getattr(self, method)(*args, _record=False, **kwargs)
         if self._topics:
@@ -141,6 +143,9 @@ class BrokerTransport:
             # partitions the topic has (a broker may auto-create it with just one).
             await self.broker.publish(message, topic, key=str(partition).encode())
         elif self.kind is Transport.rabbitmq:
+            if topic not in self._declared:  # publishing to an exchange nobody declared yet fails
+                await self.broker.declare_exchange(self._exchange(topic))
+                self._declared.add(topic)
             await self.broker.publish(message, exchange=self._exchange(topic))
         else:
             await self.broker.publish(message, stream=topic)
