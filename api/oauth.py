@@ -18,6 +18,8 @@ store and the token exchange are), so FastAPI runs them in its thread pool.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -130,16 +132,10 @@ def vk_callback(
     code: str = Query(""), state: str = Query(""), device_id: str = Query(""), error: str = Query(""),
 ) -> RedirectResponse:
     """Where VK ID sends the browser back: saves the token (encrypted) and returns to Imports."""
-    if error or not code or not state:
-        outcome = {"vk": "failed", "reason": "VK sign-in was cancelled or refused" + (f" ({error[:60]})" if error else "")}
-    else:
-        try:
-            credential_id = complete_vk_sign_in(owner, code, state, device_id, settings=settings, credentials=store)
-            outcome = {"vk": "connected", "credential": credential_id}
-        except (SourceError, ImportConfigError) as failure:
-            logger.info("VK sign-in for {} failed: {}", owner, failure)
-            outcome = {"vk": "failed", "reason": str(failure)[:200]}
-    return RedirectResponse(f"{AFTER_SIGN_IN}?{urlencode(outcome)}", status_code=status.HTTP_303_SEE_OTHER)
+    return _back_to_imports(
+        "vk", "VK", owner, code, state, error,
+        lambda: complete_vk_sign_in(owner, code, state, device_id, settings=settings, credentials=store),
+    )
 
 
 @router.get("/api/oauth/yandex/start", response_class=RedirectResponse, status_code=status.HTTP_302_FOUND)
@@ -158,16 +154,25 @@ def yandex_callback(
     code: str = Query(""), state: str = Query(""), error: str = Query(""),
 ) -> RedirectResponse:
     """Where Yandex OAuth sends the browser back: saves the token (encrypted) and returns to Imports."""
+    return _back_to_imports(
+        "yandex", "Yandex", owner, code, state, error,
+        lambda: complete_yandex_sign_in(owner, code, state, settings=settings, credentials=store),
+    )
+
+
+def _back_to_imports(
+    provider: str, label: str, owner: str, code: str, state: str, error: str, complete: Callable[[], str],
+) -> RedirectResponse:
+    """Finishes a provider's sign-in and sends the browser to Imports with the outcome."""
     if error or not code or not state:
-        reason = "Yandex sign-in was cancelled or refused" + (f" ({error[:60]})" if error else "")
-        outcome = {"yandex": "failed", "reason": reason}
+        reason = f"{label} sign-in was cancelled or refused" + (f" ({error[:60]})" if error else "")
+        outcome = {provider: "failed", "reason": reason}
     else:
         try:
-            credential_id = complete_yandex_sign_in(owner, code, state, settings=settings, credentials=store)
-            outcome = {"yandex": "connected", "credential": credential_id}
+            outcome = {provider: "connected", "credential": complete()}
         except (SourceError, ImportConfigError) as failure:
-            logger.info("Yandex sign-in for {} failed: {}", owner, failure)
-            outcome = {"yandex": "failed", "reason": str(failure)[:200]}
+            logger.info("{} sign-in for {} failed: {}", label, owner, failure)
+            outcome = {provider: "failed", "reason": str(failure)[:200]}
     return RedirectResponse(f"{AFTER_SIGN_IN}?{urlencode(outcome)}", status_code=status.HTTP_303_SEE_OTHER)
 
 

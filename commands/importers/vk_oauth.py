@@ -11,37 +11,19 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import secrets
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urlencode
-
 import httpx
 
+from commands.importers import pkce
 from commands.importers.base import SourceUnavailable, TokenExpired
+from commands.importers.pkce import AuthorizationRequest
 
 DEFAULT_ID_BASE = "https://id.vk.com"
 # Photos of the user and of communities they can see.
 DEFAULT_SCOPE = "photos"
-
-
-@dataclass(frozen=True)
-class PkcePair:
-    verifier: str
-    challenge: str
-    method: str = "S256"
-
-
-@dataclass(frozen=True)
-class AuthorizationRequest:
-    """What to keep until VK ID redirects back (the verifier and state are secrets)."""
-
-    url: str
-    state: str = field(repr=False)
-    code_verifier: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -59,44 +41,12 @@ class VkAuthError(TokenExpired):
     code = "vk_auth_failed"
 
 
-def code_challenge(verifier: str) -> str:
-    """BASE64URL(SHA256(verifier)) without padding (RFC 7636, S256)."""
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
-def make_pkce(length: int = 64) -> PkcePair:
-    """A fresh verifier (43 to 128 unreserved characters) and its S256 challenge."""
-    if not 43 <= length <= 128:
-        raise ValueError("a PKCE verifier is 43 to 128 characters long")
-    verifier = secrets.token_urlsafe(96)[:length]
-    return PkcePair(verifier=verifier, challenge=code_challenge(verifier))
-
-
-def authorize_url(
-    *, client_id: str, redirect_uri: str, state: str, challenge: str,
-    scope: str = DEFAULT_SCOPE, id_base: str = DEFAULT_ID_BASE,
-) -> str:
-    query = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": redirect_uri,
-        "state": state,
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        "scope": scope,
-    }
-    return f"{id_base.rstrip('/')}/authorize?{urlencode(query)}"
-
-
 def start_authorization(
     *, client_id: str, redirect_uri: str, scope: str = DEFAULT_SCOPE, id_base: str = DEFAULT_ID_BASE,
 ) -> AuthorizationRequest:
-    pkce = make_pkce()
-    state = secrets.token_urlsafe(32)
-    url = authorize_url(client_id=client_id, redirect_uri=redirect_uri, state=state,
-                        challenge=pkce.challenge, scope=scope, id_base=id_base)
-    return AuthorizationRequest(url=url, state=state, code_verifier=pkce.verifier)
+    return pkce.start_authorization(
+        f"{id_base.rstrip('/')}/authorize", client_id=client_id, redirect_uri=redirect_uri, scope=scope
+    )
 
 
 def exchange_code(

@@ -16,15 +16,14 @@ authorization code flow, with PKCE (S256) as Yandex OAuth supports it
 from __future__ import annotations
 
 import hmac
-import secrets
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urlencode
 
 import httpx
 
 from commands.importers.base import SourceUnavailable, TokenExpired
-from commands.importers.vk_oauth import AuthorizationRequest, make_pkce
+from commands.importers import pkce
+from commands.importers.pkce import AuthorizationRequest
 
 DEFAULT_OAUTH_BASE = "https://oauth.yandex.ru"
 # Reading files on Yandex.Disk (the app must be registered with this permission).
@@ -45,31 +44,12 @@ class YandexAuthError(TokenExpired):
     code = "yandex_auth_failed"
 
 
-def authorize_url(
-    *, client_id: str, redirect_uri: str, state: str, challenge: str, scope: str = DEFAULT_SCOPE,
-    oauth_base: str = DEFAULT_OAUTH_BASE,
-) -> str:
-    query = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": redirect_uri,
-        "state": state,
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-    }
-    if scope:  # without it Yandex grants the permissions the app was registered with
-        query["scope"] = scope
-    return f"{oauth_base.rstrip('/')}/authorize?{urlencode(query)}"
-
-
 def start_authorization(
     *, client_id: str, redirect_uri: str, scope: str = DEFAULT_SCOPE, oauth_base: str = DEFAULT_OAUTH_BASE,
 ) -> AuthorizationRequest:
-    pkce = make_pkce()
-    state = secrets.token_urlsafe(32)
-    url = authorize_url(client_id=client_id, redirect_uri=redirect_uri, state=state, challenge=pkce.challenge,
-                        scope=scope, oauth_base=oauth_base)
-    return AuthorizationRequest(url=url, state=state, code_verifier=pkce.verifier)
+    return pkce.start_authorization(
+        f"{oauth_base.rstrip('/')}/authorize", client_id=client_id, redirect_uri=redirect_uri, scope=scope
+    )
 
 
 def exchange_code(

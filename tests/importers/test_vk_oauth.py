@@ -6,14 +6,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from commands.importers.vk_oauth import (
-    VkAuthError,
-    code_challenge,
-    exchange_code,
-    make_pkce,
-    refresh_access_token,
-    start_authorization,
-)
+from commands.importers.pkce import code_challenge, make_pkce
+from commands.importers.vk_oauth import VkAuthError, exchange_code, refresh_access_token, start_authorization
 from tests.fakes.vk_server import GOOD_TOKEN
 
 
