@@ -19,7 +19,6 @@ store and the token exchange are), so FastAPI runs them in its thread pool.
 from __future__ import annotations
 
 from collections.abc import Callable
-
 from typing import Annotated
 from urllib.parse import urlencode
 
