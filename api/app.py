@@ -10,17 +10,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
 from api import auth, export, oauth, photos, search
 from api.client import mount_client
+from api.errors import http_error
 from api.gql.schema import context_for, schema
+from api.health import CachedCounts
 from api.imports import ImportJobs
 from api.monitoring import install_monitoring
-from api.security import BodyLimit, SecurityHeaders
+from api.origin import OriginCheck, default_origins
+from api.security import BodyLimit, SecurityHeaders, validation_error_without_input
+from api.throttle import LoginThrottle
 from api.users import UserStore
 from facesearch.settings import Settings, get_settings
 from facesearch.system import System
@@ -44,9 +51,11 @@ def create_app(settings: Settings | None = None, *, run_system: bool = True) -> 
         app.state.users = UserStore(system.engine, system.runner.writer)
         await app.state.users.create_tables()
         app.state.imports = ImportJobs(system)
-        await app.state.imports.drop_legacy_tables()
         app.state.examples = search.ExampleStore()
-        if runs_system:
+        if run_system:
+            # Imports run in the API's process in every profile: a job that a crash left open
+            # goes on here (several API processes may each resume it: a job's progress is
+            # saved with optimistic concurrency, so no photo is stored twice).
             app.state.resume = asyncio.create_task(asyncio.to_thread(app.state.imports.resume_open))
         try:
             yield
@@ -66,10 +75,15 @@ def create_app(settings: Settings | None = None, *, run_system: bool = True) -> 
         "images, exports) through the REST endpoints below. Sign in with POST /api/auth/login.",
     )
 
+    async def read_counts() -> dict[str, Any]:
+        system: System = app.state.system
+        return await queries.status_counts(system.engine)
+
+    counts = CachedCounts(read_counts)
+
     @app.get("/health", tags=["monitoring"])
     async def health() -> dict[str, object]:
-        system: System = app.state.system
-        return {"status": "ok", "photos": await queries.status_counts(system.engine)}
+        return {"status": "ok", "photos": await counts.get()}
 
     app.include_router(auth.router)
     app.include_router(photos.router)
@@ -86,9 +100,17 @@ def create_app(settings: Settings | None = None, *, run_system: bool = True) -> 
         prefix="/graphql",
         include_in_schema=False,
     )
-    # Middleware added later wraps what came before: requests are timed (401s included),
-    # the body cap sees bytes first, and security headers go on every answer.
-    app.add_middleware(auth.AuthGate)
+    # Middleware added later wraps what came before: requests are timed (401s and 403s
+    # included), the origin is checked before the session, the body cap sees bytes first,
+    # and security headers go on every answer.
+    app.state.login_throttle = LoginThrottle(
+        settings.login_attempts_per_account, settings.login_attempts_per_address, settings.login_window_seconds)
+    # Starlette types every handler for Exception; it calls these only with their own exceptions.
+    app.add_exception_handler(RequestValidationError, validation_error_without_input)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]  # every error with a code
+    app.add_middleware(auth.AuthGate, metrics_token=settings.metrics_token.get_secret_value())
+    app.add_middleware(OriginCheck, cookie=auth.SESSION_COOKIE,
+                       allowed=settings.allowed_origins or default_origins(settings.api_host, settings.api_port))
     install_monitoring(app, settings)  # /metrics, /api/monitoring/series, request timing
     mount_client(app)  # last: its catch-all route must not shadow the API's
     app.add_middleware(SecurityHeaders, hsts=not settings.embedded)

@@ -9,15 +9,20 @@ client's static files (the sign-in page itself).
 
 from __future__ import annotations
 
+import hmac
 import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.errors import UserError as CodedError
+from api.throttle import LoginThrottle
 from api.users import SESSION_SECONDS, User, UserError, UserStore
+from domain.names import account_name
 
 SESSION_COOKIE = "fs_session"
 PUBLIC_PATHS = frozenset({"/health", "/api/auth/login", "/api/auth/setup", "/api/auth/status"})
@@ -38,12 +43,22 @@ def is_protected(path: str) -> bool:
     return path.startswith(PROTECTED_PREFIXES) or path in {"/graphql", "/metrics"}
 
 
-class AuthGate:
-    """ASGI middleware: puts the signed-in `User` in `scope["state"]["user"]`, or answers 401."""
+# Who reads /metrics with the `metrics_token` setting: no account, and nothing else it may do.
+METRICS_READER = User(id="", username="metrics", role="metrics")
 
-    def __init__(self, app: ASGIApp, users: UserStore | None = None) -> None:
+
+class AuthGate:
+    """ASGI middleware: puts the signed-in `User` in `scope["state"]["user"]`, or answers 401.
+    A bearer equal to `metrics_token` (when set) is `METRICS_READER`, on /metrics only."""
+
+    def __init__(self, app: ASGIApp, users: UserStore | None = None, metrics_token: str = "") -> None:
         self.app = app
         self.users = users
+        self.metrics_token = metrics_token
+
+    def _metrics_reader(self, scope: Scope, token: str) -> bool:
+        return bool(self.metrics_token) and scope["path"] == "/metrics" and hmac.compare_digest(
+            token.encode(), self.metrics_token.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -51,7 +66,11 @@ class AuthGate:
             return
         conn = HTTPConnection(scope)
         store: UserStore | None = self.users or getattr(conn.app.state, "users", None)
-        user = await store.user_for_token(token_of(conn)) if store is not None else None
+        token = token_of(conn)
+        if self._metrics_reader(scope, token):
+            user: User | None = METRICS_READER
+        else:
+            user = await store.user_for_token(token) if store is not None else None
         scope.setdefault("state", {})["user"] = user
         if user is None and is_protected(scope["path"]):
             if scope["type"] == "websocket":
@@ -78,6 +97,13 @@ def current_user(request: Request) -> User:
 def admin_user(user: Annotated[User, Depends(current_user)]) -> User:
     if not user.is_admin:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only an administrator may do this")
+    return user
+
+
+def metrics_reader(user: Annotated[User, Depends(current_user)]) -> User:
+    """An administrator, or Prometheus with the metrics token."""
+    if not (user.is_admin or user is METRICS_READER):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only an administrator may read the metrics")
     return user
 
 
@@ -135,12 +161,23 @@ async def auth_status(request: Request) -> AuthStatus:
     return AuthStatus(setup_required=await _store(request).count() == 0, user=_out(user) if user else None)
 
 
-@router.post("/auth/login", response_model=SignedIn)
-async def login(body: Credentials, request: Request, response: Response) -> SignedIn:
+@router.post("/auth/login", response_model=SignedIn, responses={
+    429: {"description": "Too many attempts for this account or from this address: wait Retry-After seconds"}})
+async def login(body: Credentials, request: Request, response: Response) -> SignedIn | JSONResponse:
     store = _store(request)
+    throttle: LoginThrottle = request.app.state.login_throttle
+    account, address = account_name(body.username), request.client.host if request.client else ""
+    # Counted before the password is hashed: refused guesses cost no Argon2 work.
+    wait = throttle.attempt(account, address)
+    if wait:
+        return JSONResponse(
+            {"detail": f"too many sign-in attempts: try again in {wait} s", "code": "TOO_MANY_ATTEMPTS",
+             "params": {"seconds": wait}, "retry_after": wait},
+            status_code=status.HTTP_429_TOO_MANY_REQUESTS, headers={"Retry-After": str(wait)})
     user = await store.authenticate(body.username, body.password)
     if user is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
+    throttle.succeeded(account, address)
     token = await store.open_session(user)
     _set_cookie(request, response, token)
     return SignedIn(user=_out(user), token=token)
@@ -155,7 +192,7 @@ async def setup(body: Credentials, request: Request, response: Response) -> Sign
     try:
         user = await store.create(body.username, body.password, "admin")
     except UserError as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+        raise CodedError(status.HTTP_422_UNPROCESSABLE_CONTENT, "BAD_ACCOUNT", str(error)) from None
     token = await store.open_session(user)
     _set_cookie(request, response, token)
     return SignedIn(user=_out(user), token=token)
@@ -184,4 +221,4 @@ async def create_user(body: NewUser, request: Request, admin: AdminUser) -> User
     try:
         return _out(await _store(request).create(body.username, body.password, body.role))
     except UserError as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+        raise CodedError(status.HTTP_422_UNPROCESSABLE_CONTENT, "BAD_ACCOUNT", str(error)) from None

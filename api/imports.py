@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from uuid import UUID
 
-import sqlalchemy as sa
+from eventsourcing.application import AggregateNotFoundError
 from loguru import logger
 
 from commands.credentials import CredentialStore
+from commands.importers import SOURCES
 from commands.importers.base import SourceError
 from commands.importing import ImportResult
+from domain.import_job import ImportJob
 from facesearch.imports import (
     ImportConfigError,
     PreparedImport,
+    cancel_import,
     credential_store,
     local_source,
     prepare_import,
@@ -28,11 +32,20 @@ from facesearch.imports import (
 )
 from facesearch.system import System
 
-IMPORT_SOURCES = ("vk", "yadisk", "local")
+
+def import_sources() -> list[str]:
+    """Sources a job can be started (and retried) from here; uploads come through api.photos."""
+    return [spec.name for spec in SOURCES.values() if spec.startable]
 
 
 class ImportRefused(Exception):
-    """The import cannot start; the message tells the user why."""
+    """The import cannot start; the message tells why in English, `code` and `params` let
+    the client say it in the user's language."""
+
+    def __init__(self, message: str, code: str = "import_refused", params: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.params = params or {}
 
 
 class ImportJobs:
@@ -42,12 +55,6 @@ class ImportJobs:
         self.system = system
         self.running: dict[str, asyncio.Task[Any]] = {}
         self._credentials = credentials
-
-    async def drop_legacy_tables(self) -> None:
-        """Removes `api_vk_tokens`, where this API once kept VK tokens of its own: every
-        token now lives in the credential store (users who signed in there sign in again)."""
-        async with self.system.engine.begin() as conn:
-            await conn.execute(sa.text("DROP TABLE IF EXISTS api_vk_tokens"))
 
     def credentials(self) -> CredentialStore:
         """The credential store, made on first use (`ImportConfigError` without a token_key)."""
@@ -61,7 +68,11 @@ class ImportJobs:
             store = self.credentials()
         except ImportConfigError:
             store = None
-        return resume_open_imports(self.system.app, self.system.settings, credentials=store)
+        try:
+            return resume_open_imports(self.system.app, self.system.settings, credentials=store)
+        except Exception:  # it runs in a task nobody awaits: say so in the log
+            logger.exception("resuming open imports failed")
+            return []
 
     def close(self) -> None:
         if self._credentials is not None:
@@ -70,9 +81,9 @@ class ImportJobs:
     def _prepare(self, owner: str, source: str, target: str) -> PreparedImport:
         settings = self.system.settings
         app = self.system.app
-        if source == "local":
+        if SOURCES[source].kind == "folder":
             photo_source = local_source(settings, target, operator=False)  # refuses bad paths first
-            return PreparedImport(app.request_import(owner=owner, source="local", target=target), photo_source)
+            return PreparedImport(app.request_import(owner=owner, source=source, target=target), photo_source)
         try:
             store = self.credentials()
         except ImportConfigError:
@@ -82,20 +93,47 @@ class ImportJobs:
     async def start(self, owner: str, source: str, target: str) -> str:
         """Records the job and starts it; refuses bad links, paths and missing sign-ins
         before any event."""
-        if source not in IMPORT_SOURCES:
-            raise ImportRefused(f"source must be one of {', '.join(IMPORT_SOURCES)}")
+        if source not in import_sources():
+            raise ImportRefused(f"source must be one of {', '.join(import_sources())}", "bad_source")
         target = target.strip()
         if not target:
-            raise ImportRefused("say what to import: a link or a folder")
+            raise ImportRefused("say what to import: a link or a folder", "empty_target")
         try:
             prepared = await asyncio.to_thread(self._prepare, owner, source, target)
-        except (SourceError, ImportConfigError) as error:
-            raise ImportRefused(str(error)) from None
+        except SourceError as error:
+            raise ImportRefused(str(error), error.code, error.params) from None
+        except ImportConfigError as error:
+            raise ImportRefused(str(error), "not_configured") from None
         import_id = str(prepared.import_id)
         task = asyncio.create_task(self._run(prepared))
         self.running[import_id] = task
         task.add_done_callback(lambda _: self.running.pop(import_id, None))
         return import_id
+
+    async def cancel(self, owner: str, import_id: str) -> None:
+        """Cancels the owner's running job (a run in progress stops at its next photo)."""
+        job = await self._own(owner, import_id)
+        if job.is_open:
+            await asyncio.to_thread(cancel_import, self.system.app, job.id)
+
+    async def retry(self, owner: str, import_id: str) -> str:
+        """Starts the owner's failed or cancelled job again, as a new job with the same
+        source and target (what it stored is found again as duplicates, not twice)."""
+        job = await self._own(owner, import_id)
+        if job.is_open:
+            raise ImportRefused(f"import {import_id} is still running", "import_running")
+        if job.source not in import_sources():  # an upload's files are in the browser, not here
+            raise ImportRefused(f"a {job.source} job cannot run again", "not_retryable", {"source": job.source})
+        return await self.start(owner, job.source, job.target)
+
+    async def _own(self, owner: str, import_id: str) -> ImportJob:
+        try:
+            job = await asyncio.to_thread(self.system.app.get_import, UUID(import_id))
+        except (ValueError, AggregateNotFoundError):
+            job = None
+        if job is None or job.owner != owner:  # the same answer whether missing or someone else's
+            raise ImportRefused("no such import", "not_found")
+        return job
 
     async def _run(self, prepared: PreparedImport) -> None:
         try:

@@ -16,6 +16,7 @@ Mount it with `install_monitoring(app, settings)` in `create_app`.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import math
 import threading
@@ -25,11 +26,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query, Response
+import numpy as np
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Response
 from loguru import logger
-from prometheus_client import CollectorRegistry
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from prometheus_client import CollectorRegistry
 
+from api.auth import metrics_reader
 from facesearch import metrics
 from facesearch.settings import Settings
 
@@ -125,6 +128,8 @@ def take_snapshot(registry: Any = None) -> Snapshot:
         if not family.name.startswith(metrics.PREFIX):
             continue
         for sample in family.samples:
+            if sample.name.endswith("_created"):  # creation times: no series reads them
+                continue
             snapshot.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
     return snapshot
 
@@ -160,20 +165,58 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
     return lower + (upper - lower) * (rank - lower_count) / (upper_count - lower_count)
 
 
+@dataclass
+class _Window:
+    """The samples one query reads, as dense matrices: `now[p]` is the row at the p-th point
+    and `start[p]` the oldest row of its rate window (NaN where a series did not exist)."""
+
+    times: list[float]
+    width: int  # the columns known when the window was taken (later ones are not in it)
+    now: np.ndarray
+    start: np.ndarray
+    rows: list[np.ndarray]
+    point_index: list[int]
+    start_index: list[int]
+
+
 class LocalSeries:
-    """Keeps snapshots of this process's metrics and evaluates SERIES over them."""
+    """Keeps samples of this process's metrics and evaluates SERIES over them.
+
+    Samples are stored by column (one float per known series per sample, the columns
+    numbered as series appear), so six hours at a two-second interval is a few dozen MB
+    and a query reads only the rows of the points it draws."""
 
     def __init__(self, interval: float = 2.0, history: float = 6 * 3600) -> None:
         self.interval = interval
-        self.snapshots: deque[tuple[float, Snapshot]] = deque(maxlen=max(int(history / interval), 10))
+        capacity = max(int(history / interval), 10)
+        self.times: deque[float] = deque(maxlen=capacity)
+        self.rows: deque[np.ndarray] = deque(maxlen=capacity)
+        self.columns: dict[tuple[str, LabelKey], int] = {}
+        self.names: dict[str, list[tuple[LabelKey, int]]] = {}  # sample name -> its columns
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
-    def sample(self, now: float | None = None) -> None:
-        snapshot = take_snapshot()
+    def record(self, t: float, snapshot: Snapshot) -> None:
+        """Adds one sample taken at `t` (epoch seconds, after the previous one)."""
         with self._lock:
-            self.snapshots.append((time.time() if now is None else now, snapshot))
+            cells: list[tuple[int, float]] = []
+            for name, per_labels in snapshot.items():
+                for labels, value in per_labels.items():
+                    column = self.columns.get((name, labels))
+                    if column is None:
+                        column = self.columns[(name, labels)] = len(self.columns)
+                        self.names.setdefault(name, []).append((labels, column))
+                    cells.append((column, value))
+            row = np.full(len(self.columns), np.nan)
+            if cells:
+                index, values = zip(*cells)
+                row[list(index)] = values
+            self.times.append(t)
+            self.rows.append(row)
+
+    def sample(self, now: float | None = None) -> None:
+        self.record(time.time() if now is None else now, take_snapshot())
 
     def start(self) -> None:
         if self._thread is not None:
@@ -193,79 +236,133 @@ class LocalSeries:
     def stop(self) -> None:
         self._stop.set()
 
-    def _rates(self, sample_name: str, index: int, snaps: list[tuple[float, Snapshot]], matchers: dict[str, str]
-               ) -> dict[LabelKey, float]:
-        """Per-series increase over the window ending at snaps[index], divided by the window."""
-        t, now_snap = snaps[index]
-        out: dict[LabelKey, float] = {}
-        for labels, value in now_snap.get(sample_name, {}).items():
-            if not _matches(labels, matchers):
-                continue
-            earlier = None
-            for t0, snap in snaps[: index + 1]:  # the oldest sample inside the window that has the series
-                if t0 >= t - WINDOW_SECONDS - 1e-9 and labels in snap.get(sample_name, {}):
-                    earlier = snap[sample_name][labels]
+    def _window(self, since: float, until: float, step: float) -> _Window | None:
+        with self._lock:
+            times, rows, width = list(self.times), list(self.rows), len(self.columns)
+        points: list[int] = []
+        last_t = -math.inf
+        for index in range(bisect.bisect_left(times, since), bisect.bisect_right(times, until)):
+            if times[index] - last_t >= step - 1e-9:
+                points.append(index)
+                last_t = times[index]
+        if not points:
+            return None
+        starts = [bisect.bisect_left(times, times[i] - WINDOW_SECONDS - 1e-9) for i in points]
+
+        def dense(indices: list[int]) -> np.ndarray:
+            out = np.full((len(indices), width), np.nan)
+            for p, i in enumerate(indices):
+                out[p, : len(rows[i])] = rows[i]
+            return out
+
+        return _Window(times, width, dense(points), dense(starts), rows, points, starts)
+
+    def _columns(self, window: _Window, sample_name: str, matchers: dict[str, str]) -> list[tuple[LabelKey, int]]:
+        return [(labels, c) for labels, c in list(self.names.get(sample_name, []))
+                if c < window.width and _matches(labels, matchers)]
+
+    @staticmethod
+    def _rates(window: _Window, columns: list[int]) -> np.ndarray:
+        """Per column and point: the increase over the window ending at the point (from the
+        oldest sample inside the window that has the series), divided by the window."""
+        now, earlier = window.now[:, columns], window.start[:, columns].copy()
+        for p, k in zip(*np.nonzero(~np.isnan(now) & np.isnan(earlier))):  # a series born inside the window
+            column = columns[k]
+            for i in range(window.start_index[p] + 1, window.point_index[p] + 1):
+                row = window.rows[i]
+                if column < len(row) and not math.isnan(row[column]):
+                    earlier[p, k] = row[column]
                     break
-            if earlier is None:
-                continue
-            increase = value - earlier if value >= earlier else value  # a counter reset
-            out[labels] = increase / WINDOW_SECONDS
+        increase = np.where(now >= earlier, now - earlier, now)  # a smaller value is a counter reset
+        return np.where(np.isnan(earlier), np.nan, increase) / WINDOW_SECONDS
+
+    @staticmethod
+    def _by_group(labelled: list[tuple[LabelKey, int]], by: Iterable[str]) -> dict[LabelKey, list[int]]:
+        groups: dict[LabelKey, list[int]] = {}
+        for k, (labels, _) in enumerate(labelled):
+            groups.setdefault(_group(labels, by), []).append(k)
+        return groups
+
+    @staticmethod
+    def _sum(values: np.ndarray, members: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        part = values[:, members]
+        present = ~np.isnan(part)
+        return np.where(present, part, 0.0).sum(axis=1), present.any(axis=1)
+
+    def evaluate(self, series: Series, window: _Window) -> dict[LabelKey, np.ndarray]:
+        """Per group of `series.by`, its value at each point of the window (NaN: no value)."""
+        nan = np.full(len(window.point_index), np.nan)
+        out: dict[LabelKey, np.ndarray] = {}
+        if series.kind in ("gauge", "rate"):
+            labelled = self._columns(window, series.metric, series.matchers)
+            columns = [c for _, c in labelled]
+            values = window.now[:, columns] if series.kind == "gauge" else self._rates(window, columns)
+            for key, members in self._by_group(labelled, series.by).items():
+                if series.kind == "gauge" and series.agg == "max":
+                    part = values[:, members]
+                    present = ~np.isnan(part)
+                    out[key] = np.where(present.any(axis=1), np.where(present, part, -np.inf).max(axis=1), nan)
+                else:
+                    total, present = self._sum(values, members)
+                    out[key] = np.where(present, total, nan)
+            return out
+        if series.kind == "mean":
+            sums_l = self._columns(window, f"{series.metric}_sum", series.matchers)
+            counts_l = self._columns(window, f"{series.metric}_count", series.matchers)
+            sums = self._rates(window, [c for _, c in sums_l])
+            counts = self._rates(window, [c for _, c in counts_l])
+            sum_groups = self._by_group(sums_l, series.by)
+            for key, members in self._by_group(counts_l, series.by).items():
+                count, present = self._sum(counts, members)
+                total = self._sum(sums, sum_groups[key])[0] if key in sum_groups else np.zeros_like(count)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    out[key] = np.where(present & (count > 0), total / count, nan)
+            return out
+        labelled = self._columns(window, f"{series.metric}_bucket", series.matchers)
+        rates = self._rates(window, [c for _, c in labelled])
+        per_group: dict[LabelKey, dict[float, list[int]]] = {}
+        for k, (labels, _) in enumerate(labelled):
+            per_group.setdefault(_group(labels, series.by), {}).setdefault(float(dict(labels)["le"]), []).append(k)
+        for key, per_le in per_group.items():
+            summed = {le: self._sum(rates, members) for le, members in per_le.items()}
+            values = nan.copy()
+            for p in range(len(values)):
+                buckets = [(le, float(total[p])) for le, (total, present) in summed.items() if present[p]]
+                values[p] = histogram_quantile(series.q, buckets)
+            out[key] = values
         return out
 
-    def evaluate(self, series: Series, index: int, snaps: list[tuple[float, Snapshot]]) -> dict[LabelKey, float]:
-        _, snap = snaps[index]
-        grouped: dict[LabelKey, float] = {}
-        if series.kind == "gauge":
-            for labels, value in snap.get(series.metric, {}).items():
-                if _matches(labels, series.matchers):
-                    key = _group(labels, series.by)
-                    grouped[key] = max(grouped.get(key, -math.inf), value) if series.agg == "max" else grouped.get(key, 0.0) + value
-            return grouped
-        if series.kind == "rate":
-            for labels, rate in self._rates(series.metric, index, snaps, series.matchers).items():
-                key = _group(labels, series.by)
-                grouped[key] = grouped.get(key, 0.0) + rate
-            return grouped
-        if series.kind == "mean":
-            sums: dict[LabelKey, float] = {}
-            counts: dict[LabelKey, float] = {}
-            for labels, rate in self._rates(f"{series.metric}_sum", index, snaps, series.matchers).items():
-                sums[_group(labels, series.by)] = sums.get(_group(labels, series.by), 0.0) + rate
-            for labels, rate in self._rates(f"{series.metric}_count", index, snaps, series.matchers).items():
-                counts[_group(labels, series.by)] = counts.get(_group(labels, series.by), 0.0) + rate
-            return {k: sums.get(k, 0.0) / c for k, c in counts.items() if c > 0}
-        buckets: dict[LabelKey, dict[float, float]] = {}
-        for labels, rate in self._rates(f"{series.metric}_bucket", index, snaps, series.matchers).items():
-            le = float(dict(labels)["le"])
-            per_le = buckets.setdefault(_group(labels, series.by), {})
-            per_le[le] = per_le.get(le, 0.0) + rate
-        for key, per_le in buckets.items():
-            value = histogram_quantile(series.q, list(per_le.items()))
-            if not math.isnan(value):
-                grouped[key] = value
-        return grouped
+    def query_many(self, wanted: Iterable[Series], since: float, until: float, step: float) -> dict[str, list[dict[str, Any]]]:
+        """Series name -> its lines over [since, until], a point at most every `step` seconds."""
+        wanted = list(wanted)
+        window = self._window(since, until, step)
+        if window is None:
+            return {series.name: [] for series in wanted}
+        stamps = [round(window.times[i], 3) for i in window.point_index]
+        out: dict[str, list[dict[str, Any]]] = {}
+        for series in wanted:
+            lines = []
+            for key, values in sorted(self.evaluate(series, window).items()):
+                points = [[t, float(v)] for t, v in zip(stamps, values.tolist()) if not math.isnan(v)]
+                if points:
+                    lines.append({"labels": dict(key), "points": points})
+            out[series.name] = lines
+        return out
 
     def query(self, series: Series, since: float, until: float, step: float) -> list[dict[str, Any]]:
-        with self._lock:
-            snaps = list(self.snapshots)
-        result: dict[LabelKey, list[list[float]]] = {}
-        last_t = -math.inf
-        for index, (t, _) in enumerate(snaps):
-            if t < since or t > until or t - last_t < step - 1e-9:
-                continue
-            last_t = t
-            for key, value in self.evaluate(series, index, snaps).items():
-                result.setdefault(key, []).append([round(t, 3), value])
-        return [{"labels": dict(key), "points": points} for key, points in sorted(result.items())]
+        return self.query_many([series], since, until, step)[series.name]
 
 
-async def prometheus_query(url: str, series: Series, since: float, until: float, step: float) -> list[dict[str, Any]]:
+async def prometheus_query(url: str, series: Series, since: float, until: float, step: float,
+                           client: Any = None) -> list[dict[str, Any]]:
     import httpx
 
-    async with httpx.AsyncClient(base_url=url, timeout=10.0) as client:
-        response = await client.get(
-            "/api/v1/query_range", params={"query": series.promql, "start": since, "end": until, "step": step}
-        )
+    if client is None:
+        async with httpx.AsyncClient(base_url=url, timeout=10.0) as own:
+            return await prometheus_query(url, series, since, until, step, own)
+    response = await client.get(
+        "/api/v1/query_range", params={"query": series.promql, "start": since, "end": until, "step": step}
+    )
     response.raise_for_status()
     body = response.json()
     return [
@@ -333,7 +430,8 @@ def _parse_time(value: str | None, default: float) -> float:
 def make_router(settings: Settings, local: LocalSeries) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/metrics", include_in_schema=False)
+    # Administrators only (or Prometheus with the metrics_token): the numbers describe every user's work.
+    @router.get("/metrics", include_in_schema=False, dependencies=[Depends(metrics_reader)])
     def prometheus_metrics() -> Response:
         return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
@@ -353,14 +451,18 @@ def make_router(settings: Settings, local: LocalSeries) -> APIRouter:
             raise HTTPException(422, "since must be before until")
         step = step or max((end - start) / 300, settings.metrics_sample_seconds)
         wanted = [SERIES_BY_NAME[n] for n in (names.split(",") if names else SERIES_BY_NAME) if n in SERIES_BY_NAME]
-        out = []
-        for series in wanted:
-            if settings.prometheus_url:
-                data = await prometheus_query(settings.prometheus_url, series, start, end, step)
-            else:
-                data = local.query(series, start, end, step)
-            out.append({"name": series.name, "title": series.title, "group": series.group, "unit": series.unit,
-                        "promql": series.promql, "data": data})
+        if settings.prometheus_url:
+            import httpx
+
+            async with httpx.AsyncClient(base_url=settings.prometheus_url, timeout=10.0) as client:
+                answers = await asyncio.gather(
+                    *(prometheus_query(settings.prometheus_url, s, start, end, step, client) for s in wanted)
+                )
+            data = {s.name: answer for s, answer in zip(wanted, answers)}
+        else:  # numpy over the samples, off the event loop
+            data = await asyncio.to_thread(local.query_many, wanted, start, end, step)
+        out = [{"name": s.name, "title": s.title, "group": s.group, "unit": s.unit, "promql": s.promql, "data": data[s.name]}
+               for s in wanted]
         return {"source": "prometheus" if settings.prometheus_url else "local", "since": start, "until": end,
                 "step": step, "window_seconds": WINDOW_SECONDS, "series": out}
 

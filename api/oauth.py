@@ -28,7 +28,8 @@ from loguru import logger
 from pydantic import BaseModel
 
 from api.auth import CurrentUser
-from commands.credentials import PROVIDERS, CredentialStore
+from commands.credentials import CredentialStore
+from commands.importers import SOURCES, providers
 from commands.importers.base import SourceError
 from facesearch.imports import (
     ImportConfigError,
@@ -43,7 +44,13 @@ from facesearch.settings import Settings, get_settings
 
 # Where the browser lands after signing in (the client's Imports screen).
 AFTER_SIGN_IN = "/#/imports"
-PROVIDER_ALIASES = {"yadisk": "yandex"}
+
+
+def _provider_name(name: str) -> str:
+    """A provider's name, also accepted as the name of a source that signs in with it
+    ("yadisk" for "yandex")."""
+    spec = SOURCES.get(name)
+    return spec.provider.name if spec is not None and spec.provider is not None else name
 
 
 def current_owner(user: CurrentUser) -> str:
@@ -96,23 +103,22 @@ class ProviderStatus(BaseModel):
     connected: bool  # the user has a sign-in that is usable (or renewable)
 
 
-class OAuthStatus(BaseModel):
-    vk: ProviderStatus
-    yandex: ProviderStatus
+# Keyed by provider ("vk", "yandex": every source's provider), so a new one needs no field here.
+OAuthStatus = dict[str, ProviderStatus]
 
 
 @router.get("/api/oauth/status", response_model=OAuthStatus)
 def oauth_status(owner: Owner, settings: OAuthSettings, request: Request) -> OAuthStatus:
-    """Whether VK and Yandex sign-in are available here, and whether the user is signed in."""
+    """Per provider: whether sign-in with it is available here, and whether the user is signed in."""
     answers = {}
-    for provider in PROVIDERS:
+    for provider in providers():
         configured = sign_in_configured(settings, provider)
         connected = False
         if configured:
             info = oauth_credentials(request, settings).active(owner, provider)
             connected = info is not None and (info.status == "active" or info.renewable)
         answers[provider] = ProviderStatus(configured=configured, connected=connected)
-    return OAuthStatus(**answers)
+    return answers
 
 
 @router.get("/api/oauth/vk/start", response_class=RedirectResponse, status_code=status.HTTP_302_FOUND)
@@ -189,7 +195,7 @@ def list_credentials(owner: Owner, store: Store) -> list[CredentialOut]:
 def revoke_credential(provider: str, owner: Owner, store: Store) -> Revoked:
     """Forgets the user's sign-in with `provider` ("vk" or "yandex"); imports using it stop
     being resumable and fail with a message saying so."""
-    provider = PROVIDER_ALIASES.get(provider, provider)
-    if provider not in PROVIDERS:
+    provider = _provider_name(provider)
+    if provider not in providers():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no such provider {provider!r}")
     return Revoked(revoked=store.revoke(owner, provider))

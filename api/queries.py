@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,8 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.people import people_id_for
 from projections.tables import checkpoints, import_problems, imports, people, person_faces, photo_sources, photos
-
-SOURCES = ("vk", "yadisk", "local", "upload")
 
 
 class BadCursor(ValueError):
@@ -33,6 +32,25 @@ class PhotoFilter:
     status: str | None = None
     imported_from: str | None = None  # ISO 8601, inclusive
     imported_to: str | None = None  # ISO 8601, exclusive
+
+
+def iso_bound(value: str | None, name: str) -> str | None:
+    """A filter bound in the spelling `imported_at` is stored in (ISO 8601, UTC), so string
+    order is time order: a date stays a date (the whole day), a time moves to UTC (a time
+    without an offset is taken as UTC). Raises ValueError, naming `name`, for anything else."""
+    if value is None or value == "":
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            return date.fromisoformat(text).isoformat()
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{name} is not an ISO 8601 date or time (like 2024-05-31 or 2024-05-31T18:00:00+03:00): "
+                         f"{value[:40]!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()
 
 
 def encode_cursor(*parts: str) -> str:

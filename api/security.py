@@ -1,9 +1,13 @@
-"""HTTP hardening: security headers on every answer, and a cap on request bodies."""
+"""HTTP hardening: security headers on every answer, a cap on request bodies, and 422s
+that do not echo the request."""
 
 from __future__ import annotations
 
 import json
 
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # The client is served from this origin and loads nothing from elsewhere.
@@ -92,7 +96,8 @@ class BodyLimit:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": f"request too large (limit {self.max_bytes:,} bytes)"}).encode()
+        body = json.dumps({"detail": f"request too large (limit {self.max_bytes:,} bytes)", "code": "REQUEST_TOO_LARGE",
+                           "params": {"limit_megabytes": round(self.max_bytes / 2**20, 1)}}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 *BASE_HEADERS]})
@@ -101,3 +106,9 @@ class BodyLimit:
 
 class _TooLarge(Exception):
     pass
+
+
+async def validation_error_without_input(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 naming what is wrong and where, never echoing what was sent (a password, say)."""
+    errors = [{"type": e.get("type"), "loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
+    return JSONResponse({"detail": errors, "code": "BAD_REQUEST", "params": {}}, status_code=422)

@@ -20,6 +20,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.passwords import weakness
+from domain.names import account_name, has_unprintable
 from projections.db import Writer, create_all_locked
 
 metadata = sa.MetaData()
@@ -83,17 +85,32 @@ class UserStore:
     async def create_tables(self) -> None:
         async with self.engine.begin() as conn:
             await create_all_locked(conn, metadata)
+        await self._normalise_names()
+
+    async def _normalise_names(self) -> None:
+        """Accounts made before names were normalised get their one spelling, unless it is
+        taken (then the older spelling stays, and only its exact form signs in)."""
+        async with self.writer.transaction() as conn:
+            rows = (await conn.execute(sa.select(users.c.id, users.c.username))).all()
+            taken = {r.username for r in rows}
+            for row in rows:
+                name = account_name(row.username)
+                if name != row.username and name not in taken:
+                    await conn.execute(users.update().where(users.c.id == row.id).values(username=name))
+                    taken.add(name)
 
     async def count(self) -> int:
         async with self.engine.connect() as conn:
             return (await conn.execute(sa.select(sa.func.count()).select_from(users))).scalar_one()
 
     async def create(self, username: str, password: str, role: str = "user") -> User:
-        username = username.strip()
+        username = account_name(username)
         if not 1 <= len(username) <= 64:
             raise UserError("a user name is 1 to 64 characters")
-        if len(password) < 8:
-            raise UserError("a password is at least 8 characters")
+        if has_unprintable(username):
+            raise UserError("a user name cannot hold control, invisible or text-direction characters")
+        if reason := weakness(password, username):
+            raise UserError(reason)
         if role not in ROLES:
             raise UserError(f"role must be one of {', '.join(ROLES)}")
         password_hash = await asyncio.to_thread(_hasher.hash, password)
@@ -113,7 +130,9 @@ class UserStore:
 
     async def authenticate(self, username: str, password: str) -> User | None:
         async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(users).where(users.c.username == username.strip()))).first()
+            spellings = {account_name(username), username.strip()}  # the second: an unmigrated account
+            found = (await conn.execute(sa.select(users).where(users.c.username.in_(spellings)))).all()
+        row = min(found, key=lambda r: r.username != account_name(username), default=None)
         stored = row.password_hash if row else _DUMMY_HASH
         try:
             await asyncio.to_thread(_hasher.verify, stored, password)

@@ -18,7 +18,6 @@ import json
 import time
 from pathlib import Path
 
-
 from benchmarks._common import default_models_dir, machine, parse_options, print_json, print_table
 from domain.faces import Box
 from gpu_workers.evaluation import read_rgb

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from commands.importers import parse_link
 from commands.importers.base import PhotoSource, RemotePhoto
-from commands.importers.links import parse_link
 from commands.importers.local import LocalFolderSource
 from commands.importers.vk import VkSource
 from commands.importers.yadisk import YandexDiskSource

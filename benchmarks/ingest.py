@@ -77,7 +77,7 @@ async def run(args: argparse.Namespace) -> dict:
         collages = build_album(args.data_dir, work / "album", args.photos)
         settings = Settings(
             var_dir=work / "var", models_dir=base.models_dir, worker_batch_size=args.batch,
-            worker_max_wait_ms=args.max_wait_ms, worker_use_gpu=False, worker_threads=args.threads,
+            worker_max_wait_ms=args.max_wait_ms, worker_use_gpu=args.gpu, worker_threads=args.threads,
             redelivery_after_seconds=args.redelivery_after,
         )
         system = System(settings)
@@ -146,7 +146,7 @@ async def run(args: argparse.Namespace) -> dict:
         "photos_per_s": round(stored / total_s, 2), "faces_per_s": round(n_faces / total_s, 2),
         "total_s": round(total_s, 2), "analysed_s": round(analysed_s, 2), "import_s": round(import_s, 2),
         "stages_s": {k: round(v, 2) for k, v in stages.items()}, "projections_s": round(project_s[0], 2),
-        "model_idle_s": round(idle, 2), "batch": args.batch, "machine": machine(),
+        "model_idle_s": round(idle, 2), "batch": args.batch, "gpu": args.gpu, "machine": machine(),
     }
     print_json(out)
     return out
@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
     # under a full-speed ingest on 2 cores the default 5 s misfires (see docs/benchmarks.md).
     parser.add_argument("--redelivery-after", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads per worker")
+    parser.add_argument("--gpu", action="store_true", help="let the worker use a GPU provider (benchmarks.gpu)")
     parser.add_argument("--data-dir", type=Path, default=get_settings().data_dir)
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up when analysis takes longer (s)")
     return asyncio.run(run(parser.parse_args(argv)))

@@ -5,8 +5,8 @@ It is synchronous (the `eventsourcing` library is): async callers run it in a th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlparse
 from uuid import UUID
 
@@ -16,9 +16,12 @@ from eventsourcing.persistence import IntegrityError
 
 from commands.blobs import BlobStore, content_hash
 from commands.ddl import postgres_ddl_lock
-from commands.images import ImageRejected, inspect_image
+from commands.images import ImageRejected, PixelBudget, inspect_image
 from domain.import_job import ImportJob
 from domain.photo import Photo, PhotoStatus, photo_id_for
+
+if TYPE_CHECKING:
+    from eventsourcing.postgres import PostgresApplicationRecorder
 
 
 def persistence_env(dsn: str) -> dict[str, str]:
@@ -60,6 +63,8 @@ class StoreOutcome:
     photo_id: UUID
     status: str  # "new", "duplicate" or "rejected"
     reason: str = ""
+    code: str = ""  # why it was rejected, stable (commands.images.ImageRejected.code)
+    params: dict[str, Any] = field(default_factory=dict)  # the numbers the code's message quotes
 
 
 class FaceSearchApp(Application[UUID]):
@@ -71,9 +76,12 @@ class FaceSearchApp(Application[UUID]):
         super().__init__(env=persistence_env(dsn))
         if urlparse(dsn).scheme != "sqlite":
             with postgres_ddl_lock(lambda: psycopg.connect(_libpq_dsn(dsn), autocommit=True)):
-                self.recorder.create_table()
+                # A PostgreSQL DSN gives eventsourcing's PostgreSQL recorder (persistence_env).
+                cast("PostgresApplicationRecorder", self.recorder).create_table()
         self.blobs = blobs
         self.max_image_pixels = max_image_pixels
+        # Uploads and imports check images in threads of their own: their decodes share one budget.
+        self.decoding = PixelBudget.for_limit(max_image_pixels)
 
     # Photos --------------------------------------------------------------------------------
 
@@ -85,8 +93,13 @@ class FaceSearchApp(Application[UUID]):
         source: str,
         source_ref: str,
         import_job: ImportJob | None = None,
+        job_ref: str | None = None,
     ) -> StoreOutcome:
-        """Records bytes as a photo (or a rejection) and, atomically with it, the job's progress."""
+        """Records bytes as a photo (or a rejection) and, atomically with it, the job's progress.
+
+        `job_ref` is the file's reference within the job when it differs from `source_ref`
+        (an upload: two files of one job may share a name)."""
+        job_ref = job_ref or source_ref
         digest = content_hash(data)
         import_id = str(import_job.id) if import_job else None
         existing = self._get_photo(photo_id_for(owner, digest))
@@ -94,12 +107,13 @@ class FaceSearchApp(Application[UUID]):
             existing.add_source(source, source_ref, import_id)
             outcome = StoreOutcome(existing.id, "duplicate")
             if existing.status == PhotoStatus.rejected:
-                outcome = StoreOutcome(existing.id, "rejected", "rejected before")
-            self._record_outcome(import_job, source_ref, outcome)
+                outcome = StoreOutcome(existing.id, "rejected", "rejected before", "REJECTED_BEFORE",
+                                       {"first_code": existing.reject_code})
+            self._record_outcome(import_job, job_ref, outcome)
             self.save(existing, *( [import_job] if import_job else []))
             return outcome
         try:
-            info = inspect_image(data, self.max_image_pixels)
+            info = inspect_image(data, self.max_image_pixels, self.decoding)
         except ImageRejected as rejection:
             photo = Photo.rejected(
                 owner=owner,
@@ -109,8 +123,9 @@ class FaceSearchApp(Application[UUID]):
                 content_hash=digest,
                 size=len(data),
                 reason=str(rejection),
+                code=rejection.code,
             )
-            outcome = StoreOutcome(photo.id, "rejected", str(rejection))
+            outcome = StoreOutcome(photo.id, "rejected", str(rejection), rejection.code, rejection.params)
         else:
             self.blobs.put(data)  # before the event: an event never points at missing bytes
             photo = Photo.imported(
@@ -125,14 +140,15 @@ class FaceSearchApp(Application[UUID]):
                 mime_type=info.mime_type,
             )
             outcome = StoreOutcome(photo.id, "new")
-        self._record_outcome(import_job, source_ref, outcome)
+        self._record_outcome(import_job, job_ref, outcome)
         try:
             self.save(photo, *([import_job] if import_job else []))
         except IntegrityError:
             # Another process stored the same bytes at the same moment: retry as a duplicate.
             if import_job is not None:
                 import_job = self.repository.get(import_job.id)
-            return self.store_photo(data, owner=owner, source=source, source_ref=source_ref, import_job=import_job)
+            return self.store_photo(data, owner=owner, source=source, source_ref=source_ref, import_job=import_job,
+                                    job_ref=job_ref)
         return outcome
 
     @staticmethod
@@ -140,7 +156,7 @@ class FaceSearchApp(Application[UUID]):
         if job is None:
             return
         if outcome.status == "rejected":
-            job.record_failed(source_ref, outcome.reason)
+            job.record_failed(source_ref, outcome.reason, outcome.code, outcome.params)
         else:
             job.record_stored(source_ref, str(outcome.photo_id), duplicate=outcome.status == "duplicate")
 
@@ -163,7 +179,7 @@ class FaceSearchApp(Application[UUID]):
         timing_ms: dict[str, float],
     ) -> bool:
         """Records one photo's analysis at once; False when it was already analysed (a redelivery)."""
-        photo = self.repository.get(photo_id)
+        photo: Photo = self.repository.get(photo_id)
         if not photo.needs_analysis:
             return False
         photo.record_faces(detector, detector_version, faces, timing_ms)
@@ -175,13 +191,31 @@ class FaceSearchApp(Application[UUID]):
             return False
         return True
 
+    def record_embeddings(self, photo_id: UUID, embeddings: list[dict[str, Any]]) -> int:
+        """Adds vectors of a later model to an analysed photo; returns how many were new
+        (0 for a redelivery: `record_embedding` skips a known model and face)."""
+        for attempt in range(3):
+            photo: Photo = self.repository.get(photo_id)
+            for embedding in embeddings:
+                photo.record_embedding(**embedding)
+            new = len(photo.pending_events)
+            if not new:
+                return 0
+            try:
+                self.save(photo)
+                return new
+            except IntegrityError:  # another model's vectors were saved meanwhile: load again
+                if attempt == 2:
+                    raise
+        return 0
+
     def record_analysis_failure(self, photo_id: UUID, reason: str) -> None:
-        photo = self.repository.get(photo_id)
+        photo: Photo = self.repository.get(photo_id)
         photo.record_failure(reason)
         self.save(photo)
 
     def delete_photo(self, photo_id: UUID) -> None:
-        photo = self.repository.get(photo_id)
+        photo: Photo = self.repository.get(photo_id)
         photo.delete()
         self.save(photo)
 
@@ -204,7 +238,7 @@ class FaceSearchApp(Application[UUID]):
         for notification in self.recorder.select_notifications(
             start=None, limit=1_000_000, topics=[_topic_of(ImportJob, "ImportRequested")]
         ):
-            job = self.repository.get(notification.originator_id)
+            job: ImportJob = self.repository.get(cast(UUID, notification.originator_id))  # this app's ids are UUIDs
             if job.is_open:
                 ids.append(job.id)
         return ids

@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from commands.ddl import create_all_locked_sync
-from commands.importers.base import TokenExpired
+from commands.importers import providers
+from commands.importers.base import SourceError, TokenExpired
 from commands.importers.tokens import TokenCipher, TokenUnreadable
-
-PROVIDERS = ("vk", "yandex")
 
 metadata = sa.MetaData()
 
@@ -58,21 +57,24 @@ pending_sign_ins = sa.Table(
 )
 
 
-class CredentialError(TokenExpired):
+class CredentialError(SourceError):
     """The stored credential cannot be used; the message says what to do."""
 
     code = "credential_unusable"
 
 
 class CredentialMissing(CredentialError):
+    """No saved sign-in to use (never made, deleted, for another provider): not an expired token."""
+
     code = "credential_missing"
 
 
-class CredentialRevoked(CredentialError):
+# A revoked or expired sign-in is a token the source no longer takes: a `TokenExpired` too.
+class CredentialRevoked(CredentialError, TokenExpired):
     code = "credential_revoked"
 
 
-class CredentialExpired(CredentialError):
+class CredentialExpired(CredentialError, TokenExpired):
     code = "credential_expired"
 
 
@@ -118,7 +120,8 @@ def sync_url(dsn: str) -> str:
 
 
 def _label(provider: str) -> str:
-    return {"vk": "VK", "yandex": "Yandex"}.get(provider, provider)
+    known = providers().get(provider)
+    return known.label if known is not None else provider
 
 
 def _state_hash(state: str) -> str:
@@ -157,8 +160,8 @@ class CredentialStore:
         """Stores `token` encrypted as the owner's active credential for `provider` (replacing
         the token of the one active before, keeping its id) and returns the credential id.
         `refresh_token` (with the `device_id` VK ID bound it to) is kept encrypted too."""
-        if provider not in PROVIDERS:
-            raise ValueError(f"unknown provider {provider!r}: one of {', '.join(PROVIDERS)}")
+        if provider not in providers():  # who users sign in with, from the sources' specs
+            raise ValueError(f"unknown provider {provider!r}: one of {', '.join(providers())}")
         if not token:
             raise CredentialMissing(f"the {_label(provider)} token is empty")
         now = self._clock()
@@ -186,7 +189,7 @@ class CredentialStore:
         """The clear token of a credential, by id or as the owner's active one for a provider.
 
         Raises `CredentialMissing`, `CredentialRevoked` or `CredentialExpired` (all
-        `TokenExpired`, so an import job fails with their message)."""
+        `SourceError`s, so an import job fails with their message)."""
         with self.engine.connect() as conn:
             if credential_id is not None:
                 row = conn.execute(sa.select(credentials_table).where(credentials_table.c.id == str(credential_id))).first()

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+if TYPE_CHECKING:
+    import psycopg
 
 # One key for all of facesearch's DDL ("facesrch" in ASCII); projections/db.py uses it too.
 DDL_LOCK_KEY = 0x6661636573726368
@@ -33,7 +37,7 @@ def create_all_locked_sync(engine: sa.Engine, metadata: sa.MetaData) -> None:
 
 
 @contextmanager
-def postgres_ddl_lock(connect: Callable[[], object]) -> Iterator[None]:
+def postgres_ddl_lock(connect: Callable[[], psycopg.Connection[Any]]) -> Iterator[None]:
     """Holds the DDL lock on a connection of its own (for libraries that run their own DDL)."""
     conn = connect()
     try:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Notification
 
 from domain.envelope import EventEnvelope
@@ -29,7 +30,8 @@ def _json_safe(value: Any) -> Any:
 
 
 def to_envelope(app: Application[Any], notification: Notification) -> EventEnvelope:
-    event = app.mapper.to_domain_event(notification)  # upcasts to the current class version
+    # Upcasts to the current class version; every stored event is an aggregate's (domain/), with a timestamp.
+    event = cast(Aggregate.Event, app.mapper.to_domain_event(notification))
     payload = {k: _json_safe(v) for k, v in event.__dict__.items() if k not in _BASE_FIELDS}
     return EventEnvelope(
         notification_id=notification.id,

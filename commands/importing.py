@@ -62,13 +62,12 @@ def run_import(
                 job = _settle(app, job, item, fetched)
                 if progress:
                     progress(job.counts())
-        job.complete()
-        app.save_import(job)
+        job = _complete(app, job)
     except SourceError as error:
         logger.warning("import {} stopped: {}", import_id, error)
         job = _reload(app, job)
         if job.is_open:
-            job.fail(str(error))
+            job.fail(str(error), error.code, error.params)
             app.save_import(job)
         return ImportResult(job.id, job.status, job.counts(), str(error))
     except (ImportCancelledElsewhere, ImportNotOpen):
@@ -86,22 +85,43 @@ def _fetch_ahead(
     items = iter(source.discover())
     while True:
         for item in islice(items, window - len(pending)):
-            needs_fetch = isinstance(item, RemotePhoto) and not job.is_settled(item.source_ref)
-            pending.append((item, pool.submit(source.fetch, item) if needs_fetch else None))
+            future = None
+            if isinstance(item, RemotePhoto) and not job.is_settled(item.source_ref):
+                future = pool.submit(source.fetch, item)
+            pending.append((item, future))
         if not pending:
             return
         yield pending.pop(0)
 
 
+# Saves of one photo that may meet another writer of the job before giving up.
+SETTLE_ATTEMPTS = 5
+
+
 def _settle(app: FaceSearchApp, job: ImportJob, item: RemotePhoto | SkippedItem, fetched: Future[bytes] | None) -> ImportJob:
+    for _ in range(SETTLE_ATTEMPTS - 1):
+        try:
+            return _settle_once(app, job, item, fetched)
+        except IntegrityError:
+            # Someone else changed the job (a cancel, or another process running it too,
+            # as API processes resuming it at start do): reload and look.
+            job = _reload(app, job)
+            if not job.is_open:
+                raise ImportCancelledElsewhere() from None
+    return _settle_once(app, job, item, fetched)
+
+
+def _complete(app: FaceSearchApp, job: ImportJob) -> ImportJob:
+    """Completes the job, unless another process running it got there first."""
     try:
-        return _settle_once(app, job, item, fetched)
+        job.complete()
+        app.save_import(job)
     except IntegrityError:
-        # Someone else changed the job (a cancel, from the API or CLI): reload and look.
         job = _reload(app, job)
-        if not job.is_open:
-            raise ImportCancelledElsewhere() from None
-        return _settle_once(app, job, item, fetched)
+        if job.is_open:  # what this run settled is saved: the rest was settled by the other
+            job.complete()
+            app.save_import(job)
+    return job
 
 
 def _settle_once(app: FaceSearchApp, job: ImportJob, item: RemotePhoto | SkippedItem, fetched: Future[bytes] | None) -> ImportJob:
@@ -110,18 +130,18 @@ def _settle_once(app: FaceSearchApp, job: ImportJob, item: RemotePhoto | Skipped
         app.save_import(job)
         return job
     if isinstance(item, SkippedItem):
-        job.record_skipped(item.source_ref, item.reason)
+        job.record_skipped(item.source_ref, item.reason, item.code)
         app.save_import(job)
         return job
     assert fetched is not None
     try:
         data = fetched.result()
     except PER_PHOTO_ERRORS as error:
-        job.record_failed(item.source_ref, str(error))
+        job.record_failed(item.source_ref, str(error), error.code, error.params)
         app.save_import(job)
         return job
     except OSError as error:
-        job.record_failed(item.source_ref, f"download failed: {error}")
+        job.record_failed(item.source_ref, f"download failed: {error}", "download_failed")
         app.save_import(job)
         return job
     app.store_photo(data, owner=job.owner, source=item.source, source_ref=item.source_ref, import_job=job)

@@ -8,8 +8,10 @@ The clustering itself is a pure function of the faces and the current People agg
 2. The algorithm clusters the remaining faces of good quality (low-quality faces never
    seed a person).
 3. A person keeps one face per photo: the one nearest its centre; the others are set free.
-4. Faces left over (noise, low quality, set free) join the person of their nearest
-   neighbours when similar enough, and the rules allow it.
+4. Faces left over (noise, set free) join the person of their nearest neighbours when
+   similar enough for a search among all the faces (the join threshold), and the rules
+   allow it. Low-quality faces never join on their own: they wait, unassigned, for the
+   owner (a crowd's small, blurred faces resemble everyone a little).
 5. New people take the ids of the old automatic people they overlap most, so ids stay
    stable from run to run.
 
@@ -40,6 +42,9 @@ from domain.similarity import Calibration
 
 # How many nearest faces of a person count towards joining it (their mean similarity).
 JOIN_NEIGHBOURS = 3
+# The fewest good faces (from different photos) an automatic person starts with: fewer is
+# too little evidence that it is one person (Settings.people_min_faces).
+MIN_PERSON_FACES = 3
 # How many neighbours an arriving face asks Milvus for.
 ATTACH_SEARCH_LIMIT = 20
 
@@ -79,17 +84,33 @@ class ClusteringPlan:
 # The threshold --------------------------------------------------------------------------------
 
 
-def cosine_threshold(calibration_file: Path, percent: float) -> float:
-    """The raw cosine similarity at which the model's calibrated similarity reaches `percent`."""
+# Clustering compares each face with the few dozen faces nearest it (the k-NN graph): a pair
+# is judged as a search among that many faces, not as a lone pair.
+CLUSTERING_ARCHIVE_FACES = 30
+
+
+def cosine_threshold(calibration_file: Path, percent: float, archive_faces: int = CLUSTERING_ARCHIVE_FACES) -> float:
+    """The cosine at which a pair of typical faces reaches the calibrated `percent` in a
+    search among `archive_faces` faces. Among `CLUSTERING_ARCHIVE_FACES` (the default) it is
+    clustering's "same person"; `join_threshold` asks it for the whole archive."""
     if not Path(calibration_file).is_file():
         raise ClusteringError(
             f"no calibration at {calibration_file}: run `facesearch models calibrate` for this model first"
         )
     data = json.loads(Path(calibration_file).read_text())
-    if "cosine" in data:
-        return Calibration.from_dict(data["cosine"]).raw_threshold(percent)
-    distance = Calibration.from_dict(data["l2"]).raw_threshold(percent)
-    return 1.0 - distance * distance / 2.0  # unit vectors: |a − b|² = 2 − 2 cos
+    try:
+        return Calibration.from_dict(data["cosine"]).typical_cosine(percent, max(archive_faces, CLUSTERING_ARCHIVE_FACES))
+    except (KeyError, ValueError) as error:
+        raise ClusteringError(f"{calibration_file}: {error}") from None
+
+
+def join_threshold(calibration_file: Path, percent: float, archive_faces: int) -> float:
+    """The cosine a face needs to join a person after the algorithm ran (a leftover, an
+    arriving face): it is compared with every face of every person, a search among the whole
+    archive, so its bar rises with the archive (`benchmarks.clustering --distractors`, LFW
+    people and WIDER crowds, 1,770 faces: with the pair threshold 28.6 % of the crowd's faces
+    joined cards, with this one and low-quality faces kept out 0.0 %; docs/benchmarks.md)."""
+    return cosine_threshold(calibration_file, percent, archive_faces)
 
 
 # Planning a run (pure) ----------------------------------------------------------------------
@@ -102,9 +123,15 @@ def plan_clustering(
     algorithm: str = DEFAULT_ALGORITHM,
     params: dict[str, Any] | None = None,
     attach_leftovers: bool = True,
+    join: float | None = None,
+    min_faces: int = MIN_PERSON_FACES,
 ) -> ClusteringPlan:
-    """What a full run would record, given the current people (None: there are none yet)."""
+    """What a full run would record, given the current people (None: there are none yet).
+    `threshold` is the algorithm's "same person"; `join` (default: `threshold`) the bar for
+    a face joining a person afterwards (see `join_threshold`); an automatic person needs
+    `min_faces` good faces of different photos from the algorithm to exist."""
     started = time.perf_counter()
+    join = threshold if join is None else join
     stages: dict[str, float] = {}
     people = people or People(owner="", model="")  # not recorded: a blank state to plan against
     edited = {p.id: [f for f in p.faces if f in faces.index] for p in people.edited_people()}
@@ -113,9 +140,9 @@ def plan_clustering(
 
     # 1. Faces never seen before may join edited people.
     attached: dict[str, list[str]] = defaultdict(list)
-    unseen = [i for i in free if faces.ids[i] not in people.seen]
+    unseen = [i for i in free if faces.ids[i] not in people.seen and not faces.low_quality[i]]
     if edited and unseen:
-        choices = _nearest_people(faces, unseen, edited, threshold)
+        choices = _nearest_people(faces, unseen, edited, join)
         for i, person_id in _one_per_photo(faces, choices, people, edited):
             attached[person_id].append(faces.ids[i])
     taken = {f for fs in attached.values() for f in fs}
@@ -143,15 +170,16 @@ def plan_clustering(
         best: dict[str, int] = {}
         for i in sorted(idx, key=lambda i: -float(faces.vectors[i] @ centre)):
             best.setdefault(photo_of(faces.ids[i]), i)
-        members[label] = sorted(best.values())
+        if len(best) >= min_faces:  # smaller groups' faces are left over
+            members[label] = sorted(best.values())
 
     # 4. Leftovers join the nearest person when close enough.
     t = time.perf_counter()
     placed = {i for idx in members.values() for i in idx} | {faces.index[f] for f in taken}
-    leftovers = [i for i in free if i not in placed]
+    leftovers = [i for i in free if i not in placed and not faces.low_quality[i]]
     if attach_leftovers and leftovers and members:
         groups = {f"c{label}": [faces.ids[i] for i in idx] for label, idx in members.items()}
-        choices = _nearest_people(faces, leftovers, groups, threshold)
+        choices = _nearest_people(faces, leftovers, groups, join)
         automatic = {key: {photo_of(f) for f in fs} for key, fs in groups.items()}
         for i, key in _best_per_photo(faces, choices):
             if photo_of(faces.ids[i]) not in automatic[key]:
@@ -179,6 +207,7 @@ def plan_clustering(
     unassigned = [faces.ids[i] for i in free if faces.ids[i] not in assigned]
     return ClusteringPlan(
         algorithm=algorithm, parameters={**result.parameters, "threshold": round(float(threshold), 6),
+                                         "join_threshold": round(float(join), 6), "min_faces": min_faces,
                                          "attach_leftovers": attach_leftovers},
         people=new_people, representatives=representatives, attached=dict(attached), unassigned=unassigned,
         timing_s=time.perf_counter() - started, stages_s=stages,
@@ -277,10 +306,11 @@ def peek_people(app: Any, owner: str, model: str) -> People | None:
 
 
 def record_clustering(app: Any, owner: str, model: str, faces: FaceSet, threshold: float,
-                      algorithm: str = DEFAULT_ALGORITHM, params: dict[str, Any] | None = None) -> ClusteringPlan:
+                      algorithm: str = DEFAULT_ALGORITHM, params: dict[str, Any] | None = None,
+                      join: float | None = None, min_faces: int = MIN_PERSON_FACES) -> ClusteringPlan:
     """Plans a full run against the current people and records it as ClusteringCompleted."""
     def run(people: People) -> ClusteringPlan:
-        plan = plan_clustering(people, faces, threshold, algorithm, params)
+        plan = plan_clustering(people, faces, threshold, algorithm, params, join=join, min_faces=min_faces)
         people.record_clustering(
             algorithm=plan.algorithm, parameters=plan.parameters, people=plan.people,
             representatives=plan.representatives, attached=plan.attached, unassigned=plan.unassigned,
@@ -296,11 +326,14 @@ def record_attachments(
     threshold: float,
 ) -> dict[str, list[str]]:
     """Attaches faces no run or attachment has seen to existing people, by their nearest
-    neighbours (`neighbours(face id, vector)` → [(face id, cosine)], e.g. from Milvus)."""
+    neighbours (`neighbours(face id, vector)` → [(face id, cosine)], e.g. from Milvus), when
+    they reach `threshold` (a `join_threshold`); low-quality faces stay unassigned."""
     def attach(people: People) -> dict[str, list[str]]:
         new = [i for i, f in enumerate(faces.ids) if f not in people.seen and f not in people.person_of]
         choices = []
         for i in new:
+            if faces.low_quality[i]:
+                continue
             face = faces.ids[i]
             hits = [(f, s) for f, s in neighbours(face, faces.vectors[i]) if f != face and photo_of(f) != photo_of(face)]
             choice = choose_person(hits, people.person_of, threshold)
@@ -341,3 +374,150 @@ def reject_face(app: Any, owner: str, model: str, face_id: str, person_id: str) 
 def split_person(app: Any, owner: str, model: str, person_id: str, face_ids: list[str]) -> str:
     """`face_ids` leave `person_id` as a new person; returns the new person's id."""
     return change_people(app, owner, model, lambda p: p.split(person_id, face_ids))
+
+
+def decline_merge(app: Any, owner: str, model: str, person_id: str, other_id: str) -> None:
+    """"Not the same person": this pair is never suggested again."""
+    change_people(app, owner, model, lambda p: p.decline(person_id, other_id))
+
+
+def hide_person(app: Any, owner: str, model: str, person_id: str, hidden: bool = True) -> None:
+    change_people(app, owner, model, lambda p: p.hide(person_id, hidden))
+
+
+def choose_cover(app: Any, owner: str, model: str, person_id: str, face_id: str) -> None:
+    change_people(app, owner, model, lambda p: p.choose_cover(person_id, face_id))
+
+
+def review_faces(app: Any, owner: str, model: str, accepted: dict[str, str], declined: dict[str, str]) -> None:
+    """Faces in no person: `accepted` (face → person) join, `declined` never join that person."""
+    change_people(app, owner, model, lambda p: p.review(accepted, declined))
+
+
+# Similarity between people (pure: for suggestions, pickers and the review) -------------------
+
+# A pair of people is judged by the mean of its PAIR_TOP_K most similar cross pairs of faces
+# (one lucky pair of look-alike faces is not enough; a few are the same person's evidence).
+PAIR_TOP_K = 5
+# Only each person's PAIR_CANDIDATES nearest people by centroid are compared face by face.
+PAIR_CANDIDATES = 10
+
+
+@dataclass(frozen=True)
+class PersonPair:
+    person_id: str
+    other_id: str
+    score: float  # cosine
+
+
+def _members(people: People, faces: FaceSet, include_hidden: bool = False) -> dict[str, list[int]]:
+    """Person id → rows of its faces in `faces` (people with no loaded face left out)."""
+    out = {}
+    for p in people.persons.values():
+        rows = [faces.index[f] for f in p.faces if f in faces.index]
+        if rows and (include_hidden or not p.hidden):
+            out[p.id] = rows
+    return out
+
+
+def _pair_score(faces: FaceSet, a: list[int], b: list[int], k: int = PAIR_TOP_K) -> float:
+    sims = (faces.vectors[a] @ faces.vectors[b].T).ravel()
+    top = np.sort(sims)[::-1][:k]
+    return float(top.mean())
+
+
+def _centroids(faces: FaceSet, members: dict[str, list[int]]) -> tuple[list[str], np.ndarray]:
+    ids = list(members)
+    if not ids:
+        return ids, np.zeros((0, faces.vectors.shape[1] if faces.vectors.ndim == 2 else 1), dtype=np.float32)
+    return ids, normalised(np.stack([faces.vectors[members[p]].mean(axis=0) for p in ids]))
+
+
+def merge_suggestions(people: People | None, faces: FaceSet, floor: float, limit: int = 50) -> list[PersonPair]:
+    """Pairs of people that are probably one, most likely first: their score (see
+    `PAIR_TOP_K`) reaches `floor`; pairs declined, sharing a photo, or hidden are left out."""
+    if people is None:
+        return []
+    members = _members(people, faces)
+    ids, centres = _centroids(faces, members)
+    if len(ids) < 2:
+        return []
+    near = centres @ centres.T
+    pairs: dict[frozenset[str], PersonPair] = {}
+    for i, person_id in enumerate(ids):
+        for j in np.argsort(-near[i])[: PAIR_CANDIDATES + 1]:
+            other_id = ids[int(j)]
+            key = frozenset((person_id, other_id))
+            if other_id == person_id or key in pairs or people.is_declined(person_id, other_id):
+                continue
+            if people.persons[person_id].photos & people.persons[other_id].photos:
+                continue
+            score = _pair_score(faces, members[person_id], members[other_id])
+            if score >= floor:
+                first, second = sorted((person_id, other_id), key=lambda p: (-len(members[p]), p))
+                pairs[key] = PersonPair(first, second, score)
+    return sorted(pairs.values(), key=lambda p: (-p.score, p.person_id, p.other_id))[:limit]
+
+
+def nearest_people(people: People | None, faces: FaceSet, face_ids: list[str], limit: int = 20,
+                   exclude: str | None = None) -> list[tuple[str, float]]:
+    """The people nearest to these faces (a person's, or one face), nearest first, by the
+    mean of their top cross similarities; people the faces may not join (a shared photo, a
+    face marked "not this person") and `exclude` are left out."""
+    if people is None:
+        return []
+    rows = [faces.index[f] for f in face_ids if f in faces.index]
+    if not rows:
+        return []
+    photos = {photo_of(f) for f in face_ids}
+    out = []
+    for person_id, member_rows in _members(people, faces).items():
+        person = people.persons[person_id]
+        if person_id == exclude or person.photos & photos or any((f, person_id) in people.rejected for f in face_ids):
+            continue
+        out.append((person_id, _pair_score(faces, rows, member_rows, min(PAIR_TOP_K, JOIN_NEIGHBOURS * len(rows)))))
+    return sorted(out, key=lambda x: -x[1])[:limit]
+
+
+# A face's candidate people are read off its REVIEW_NEIGHBOURS nearest faces of any person.
+REVIEW_NEIGHBOURS = 50
+
+
+@dataclass(frozen=True)
+class FaceCandidate:
+    face_id: str
+    person_id: str
+    score: float  # cosine
+
+
+def unassigned_candidates(people: People | None, faces: FaceSet, limit: int = 200) -> list[FaceCandidate]:
+    """Faces in no person, each with its best candidate person (by its `JOIN_NEIGHBOURS`
+    nearest faces of that person), most similar first. Faces whose only candidates are
+    ruled out (a shared photo, "not this person") are left out."""
+    if people is None:
+        return []
+    members = _members(people, faces)
+    if not members:
+        return []
+    member_ids = [faces.ids[r] for rows in members.values() for r in rows]
+    member_vectors = faces.vectors[[faces.index[f] for f in member_ids]]
+    free = [i for i, f in enumerate(faces.ids) if f not in people.person_of]
+    out = []
+    for start in range(0, len(free), BLOCK_ROWS):
+        block = free[start : start + BLOCK_ROWS]
+        sims = faces.vectors[block] @ member_vectors.T
+        for row, i in enumerate(block):
+            face = faces.ids[i]
+            by_person: dict[str, list[float]] = defaultdict(list)
+            top = np.argpartition(-sims[row], REVIEW_NEIGHBOURS - 1)[:REVIEW_NEIGHBOURS] if len(member_ids) > REVIEW_NEIGHBOURS \
+                else np.arange(len(member_ids))
+            for j in top[np.argsort(-sims[row][top])]:
+                person_id = people.person_of[member_ids[int(j)]]
+                by_person[person_id].append(float(sims[row, int(j)]))
+            scored = sorted(
+                ((float(np.mean(s[:JOIN_NEIGHBOURS])), p) for p, s in by_person.items() if people.may_join(face, p)),
+                reverse=True,
+            )
+            if scored:
+                out.append(FaceCandidate(face, scored[0][1], scored[0][0]))
+    return sorted(out, key=lambda c: (-c.score, c.face_id))[:limit]

@@ -46,20 +46,38 @@ class PhotoStored(Aggregate.Event):
 
 
 class PhotoSkipped(Aggregate.Event):
-    """Not an image we take (a video, a document): counted, not an error."""
+    """Not an image we take (a video, a document): counted, not an error. v2 added `code`
+    (stable, see commands.importers.base.SkippedItem); v1 is upcast with it empty."""
+
+    class_version = 2
 
     source_ref: str
     reason: str
+    code: str
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["code"] = ""
 
     def apply(self, job: ImportJob) -> None:
         job.settled[self.source_ref] = "skipped"
 
 
 class PhotoFailed(Aggregate.Event):
-    """Download failed or the bytes were rejected; the reason says which."""
+    """Download failed or the bytes were rejected; the reason says which (in English), the
+    code (the rejection's, or the source error's) and params say it for clients to put in the
+    user's language. v2 added `code` and `params`; v1 is upcast empty."""
 
+    class_version = 2
     source_ref: str
     reason: str
+    code: str
+    params: dict[str, Any]
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["code"] = ""
+        state["params"] = {}
 
     def apply(self, job: ImportJob) -> None:
         job.settled[self.source_ref] = "failed"
@@ -76,7 +94,15 @@ class ImportCompleted(Aggregate.Event):
 
 
 class ImportFailed(Aggregate.Event):
+    class_version = 2
     reason: str
+    code: str
+    params: dict[str, Any]
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["code"] = ""
+        state["params"] = {}
 
     def apply(self, job: ImportJob) -> None:
         job.status = ImportStatus.failed
@@ -130,23 +156,23 @@ class ImportJob(Aggregate):
         if not self.is_settled(source_ref):
             self.trigger_event(PhotoStored, source_ref=source_ref, photo_id=photo_id, duplicate=duplicate)
 
-    def record_skipped(self, source_ref: str, reason: str) -> None:
+    def record_skipped(self, source_ref: str, reason: str, code: str) -> None:
         self._require_open()
         if not self.is_settled(source_ref):
-            self.trigger_event(PhotoSkipped, source_ref=source_ref, reason=reason)
+            self.trigger_event(PhotoSkipped, source_ref=source_ref, reason=reason, code=code)
 
-    def record_failed(self, source_ref: str, reason: str) -> None:
+    def record_failed(self, source_ref: str, reason: str, code: str = "", params: dict[str, Any] | None = None) -> None:
         self._require_open()
         if not self.is_settled(source_ref):
-            self.trigger_event(PhotoFailed, source_ref=source_ref, reason=reason)
+            self.trigger_event(PhotoFailed, source_ref=source_ref, reason=reason, code=code, params=params or {})
 
     def complete(self) -> None:
         self._require_open()
         self.trigger_event(ImportCompleted, **self.counts())
 
-    def fail(self, reason: str) -> None:
+    def fail(self, reason: str, code: str = "", params: dict[str, Any] | None = None) -> None:
         self._require_open()
-        self.trigger_event(ImportFailed, reason=reason)
+        self.trigger_event(ImportFailed, reason=reason, code=code, params=params or {})
 
     def cancel(self) -> None:
         if self.is_open:

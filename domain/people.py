@@ -5,7 +5,8 @@ owner's corrections are ordered on one stream and each decision sees all earlier
 
 A person found by clustering is *automatic*: the next run may dissolve and re-form it.
 A person the owner has touched (named, merged into, moved a face into, split, rejected a
-face from) is *edited*: runs never take its faces away, only add new faces close enough.
+face from, declared "not the same" as another, hidden, given a cover face) is *edited*:
+runs never take its faces away, only add new faces close enough.
 Two rules hold for every person, whatever made it:
 - one person appears at most once per photo (two faces of one photo are never one person);
 - a face marked "not this person" never joins that person again.
@@ -42,6 +43,7 @@ class Person:
     representative: str
     name: str = ""
     edited: bool = False
+    hidden: bool = False
 
     @property
     def photos(self) -> set[str]:
@@ -118,6 +120,11 @@ class PeopleMerged(Aggregate.Event):
         people._extend(self.person_id, merged.faces)
         person = people.persons[self.person_id]
         person.name, person.representative, person.edited = self.name, self.representative, True
+        # "Not the same as X" said of the merged person now holds for the one it joined.
+        people.declined = {
+            frozenset(self.person_id if p == self.merged_id else p for p in pair) for pair in people.declined
+        }
+        people.declined = {pair for pair in people.declined if len(pair) == 2}
 
 
 class FaceMoved(Aggregate.Event):
@@ -170,6 +177,59 @@ class PersonSplit(Aggregate.Event):
         people._add(Person(self.new_person_id, list(self.face_ids), self.new_representative, edited=True))
 
 
+class PeopleDeclared(Aggregate.Event):
+    """"Not the same person": the pair is never suggested for a merge again; both are edited
+    so that runs keep them (and their ids) as they are."""
+
+    person_id: str
+    other_id: str
+
+    def apply(self, people: People) -> None:
+        people.declined.add(frozenset((self.person_id, self.other_id)))
+        people.persons[self.person_id].edited = True
+        people.persons[self.other_id].edited = True
+
+
+class PersonHidden(Aggregate.Event):
+    """Hidden from the people list and from suggestions (`hidden` false: shown again)."""
+
+    person_id: str
+    hidden: bool
+
+    def apply(self, people: People) -> None:
+        person = people.persons[self.person_id]
+        person.hidden, person.edited = self.hidden, True
+
+
+class CoverChosen(Aggregate.Event):
+    """The owner's choice of the face that stands for the person."""
+
+    person_id: str
+    face_id: str
+
+    def apply(self, people: People) -> None:
+        person = people.persons[self.person_id]
+        person.representative, person.edited = self.face_id, True
+
+
+class FacesReviewed(Aggregate.Event):
+    """The review of faces in no person: `accepted` (face → person) join those people, as
+    moves by hand do; `declined` (face → person) are "not this person" for faces outside it."""
+
+    accepted: dict[str, str]
+    declined: dict[str, str]
+
+    def apply(self, people: People) -> None:
+        for face_id, person_id in self.accepted.items():
+            people._extend(person_id, [face_id])
+            people.persons[person_id].edited = True
+        for face_id, person_id in self.declined.items():
+            people.rejected.add((face_id, person_id))
+            people.seen.add(face_id)
+            if person_id in people.persons:
+                people.persons[person_id].edited = True
+
+
 # The aggregate -------------------------------------------------------------------------------
 
 
@@ -181,6 +241,7 @@ class People(Aggregate):
         self.person_of: dict[str, str] = {}  # face id → person id
         self.rejected: set[tuple[str, str]] = set()  # (face id, person id)
         self.seen: set[str] = set()  # every face a run or an attachment has considered
+        self.declined: set[frozenset[str]] = set()  # pairs of people "not the same"
         self.runs = 0
 
     @classmethod
@@ -205,6 +266,9 @@ class People(Aggregate):
         person = self.persons[person_id]
         photo = photo_of(face_id)
         return not any(photo_of(f) == photo and f != face_id for f in person.faces)
+
+    def is_declined(self, person_id: str, other_id: str) -> bool:
+        return frozenset((person_id, other_id)) in self.declined
 
     # Commands --------------------------------------------------------------------------------
 
@@ -286,10 +350,47 @@ class People(Aggregate):
             representative=representative,
         )
 
+    def decline(self, person_id: str, other_id: str) -> None:
+        """"Not the same person" for a suggested pair."""
+        if person_id == other_id:
+            raise InvalidCorrection("a person is always the same as itself")
+        self.person(person_id), self.person(other_id)
+        if not self.is_declined(person_id, other_id):
+            self.trigger_event(PeopleDeclared, person_id=person_id, other_id=other_id)
+
+    def hide(self, person_id: str, hidden: bool = True) -> None:
+        if self.person(person_id).hidden != hidden:
+            self.trigger_event(PersonHidden, person_id=person_id, hidden=hidden)
+
+    def choose_cover(self, person_id: str, face_id: str) -> None:
+        person = self.person(person_id)
+        if face_id not in person.faces:
+            raise InvalidCorrection(f"face {face_id} is not one of this person's faces")
+        if person.representative != face_id or not person.edited:
+            self.trigger_event(CoverChosen, person_id=person_id, face_id=face_id)
+
+    def review(self, accepted: dict[str, str], declined: dict[str, str]) -> None:
+        """Accepts or declines candidate people for faces that belong to no one."""
+        if set(accepted) & set(declined):
+            raise InvalidCorrection("a face may not be both accepted and declined")
+        joining: dict[str, set[str]] = {}
+        for face_id, person_id in {**accepted, **declined}.items():
+            self.person(person_id)
+            if face_id in self.person_of:
+                raise InvalidCorrection(f"face {face_id} already belongs to a person")
+        for face_id, person_id in accepted.items():
+            if (face_id, person_id) in self.rejected:
+                raise InvalidCorrection(f"face {face_id} was marked as not this person")
+            if not self.may_join(face_id, person_id) or photo_of(face_id) in joining.get(person_id, set()):
+                raise SamePhotoConflict(f"person {person_id} already appears in photo {photo_of(face_id)}")
+            joining.setdefault(person_id, set()).add(photo_of(face_id))
+        if accepted or declined:
+            self.trigger_event(FacesReviewed, accepted=dict(accepted), declined=dict(declined))
+
     def move(self, face_id: str, to_person: str | None) -> str:
         """Puts a face into `to_person` (a new person when None); returns the person's id."""
         created = to_person is None
-        target = new_person_id() if created else to_person
+        target = new_person_id() if to_person is None else to_person
         if not created:
             person = self.person(target)
             if face_id in person.faces:

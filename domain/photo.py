@@ -47,7 +47,12 @@ class PhotoImported(Aggregate.Created):
 
 
 class PhotoRejected(Aggregate.Created):
-    """Bytes that are not a usable image; nothing of them is kept but the hash."""
+    """Bytes that are not a usable image; nothing of them is kept but the hash.
+
+    `code` says why in a stable word (NOT_AN_IMAGE, TOO_MANY_PIXELS, …); v2 added it,
+    v1 events are upcast with it empty (not recorded)."""
+
+    class_version = 2
 
     owner: str
     source: str
@@ -56,9 +61,15 @@ class PhotoRejected(Aggregate.Created):
     content_hash: str
     size: int
     reason: str
+    code: str
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["code"] = ""
 
     def apply(self, photo: Photo) -> None:
         photo.status = PhotoStatus.rejected
+        photo.reject_code = self.code
 
 
 class PhotoSourceAdded(Aggregate.Event):
@@ -84,6 +95,7 @@ class FacesDetected(Aggregate.Event):
         photo.status = PhotoStatus.analysed
         photo.face_count = len(self.faces)
         photo.detector = self.detector
+        photo.faces = list(self.faces)  # kept so a model added later can embed the same faces
 
 
 class NoFacesFound(Aggregate.Event):
@@ -133,9 +145,11 @@ class Photo(Aggregate):
         self.status = PhotoStatus.imported
         self.face_count = 0
         self.detector: str | None = None
+        self.faces: list[dict[str, Any]] = []  # as FacesDetected recorded them (box, landmarks, ...)
         self.embedded: set[tuple[str, int]] = set()
         self.failures = 0
         self.deleted = False
+        self.reject_code = ""  # PhotoRejected's
 
     # Creation -------------------------------------------------------------------------
 
@@ -178,6 +192,7 @@ class Photo(Aggregate):
         content_hash: str,
         size: int,
         reason: str,
+        code: str,
     ) -> Photo:
         return cls._create(
             PhotoRejected,
@@ -189,6 +204,7 @@ class Photo(Aggregate):
             content_hash=content_hash,
             size=size,
             reason=reason,
+            code=code,
         )
 
     # Commands ----------------------------------------------------------------------------
@@ -215,6 +231,12 @@ class Photo(Aggregate):
             )
         else:
             self.trigger_event(NoFacesFound, detector=detector, detector_version=detector_version, timing_ms=timing_ms)
+
+    def faces_missing(self, model: str) -> list[int]:
+        """Indices of the detected faces that `model` has not embedded yet (none once deleted)."""
+        if self.deleted:
+            return []
+        return [index for index in range(self.face_count) if (model, index) not in self.embedded]
 
     def record_embedding(
         self, face_index: int, model: str, model_version: str, dimension: int, vector_b64: str, timing_ms: float

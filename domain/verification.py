@@ -1,12 +1,11 @@
-"""Face verification by direct distance between two embeddings (what DeepFace's `verify`
-does): the raw score in the model's metric, its calibrated similarity, and the verdict."""
+"""Face verification of a pair (what DeepFace's `verify` does): the raw score in the model's
+metric, the cohort-normalised score, its calibrated similarity, and the verdict."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from domain.similarity import Calibration, cosine, l2
+from domain.similarity import Calibration, cosine_to_l2
 
 
 @dataclass(frozen=True)
@@ -14,7 +13,8 @@ class Verdict:
     model: str
     metric: str  # "cosine" or "l2"
     distance: float  # cosine distance (1 - cosine) or L2 distance: lower is more alike
-    raw: float  # the calibrated score's input: cosine similarity, or L2 distance
+    raw: float  # cosine similarity, or L2 distance, as `metric` says
+    score: float  # cohort-normalised score, the calibrated similarity's input
     similarity: float  # calibrated, percent
     threshold: float  # percent the verdict was taken at
     same: bool
@@ -23,14 +23,14 @@ class Verdict:
         return dict(self.__dict__)
 
 
-def raw_score(a: Sequence[float], b: Sequence[float], metric: str) -> float:
-    return cosine(a, b) if metric == "cosine" else l2(a, b)
-
-
-def verify(a: Sequence[float], b: Sequence[float], calibration: Calibration, threshold_percent: float | None = None) -> Verdict:
-    """Same person or not, at `threshold_percent` (default: the calibration's anchor, 85 %)."""
+def verdict(
+    calibration: Calibration, cos: float, score: float, metric: str, threshold_percent: float | None = None,
+    archive_faces: int | None = None,
+) -> Verdict:
+    """Same person or not, at `threshold_percent` (default: the calibration's anchor, 85 %),
+    judged as a pair, or among `archive_faces` faces when given."""
     threshold = calibration.anchor_percent if threshold_percent is None else threshold_percent
-    raw = raw_score(a, b, calibration.metric)
-    similarity = calibration.percent(raw)
-    distance = 1.0 - raw if calibration.metric == "cosine" else raw
-    return Verdict(calibration.model, calibration.metric, distance, raw, similarity, threshold, similarity >= threshold)
+    similarity = calibration.percent(score) if archive_faces is None else calibration.percent(score, archive_faces)
+    raw = cos if metric == "cosine" else cosine_to_l2(cos)
+    distance = 1.0 - cos if metric == "cosine" else raw
+    return Verdict(calibration.model, metric, distance, raw, score, similarity, threshold, similarity >= threshold)

@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from commands.importers import SOURCES
+from commands.importers.base import SourceSpec
 from facesearch.logging import configure_logging
 from facesearch.settings import get_settings
 
@@ -111,16 +113,30 @@ def _print_result(result) -> None:
         raise typer.Exit(1)
 
 
-@import_app.command("local")
-def import_local(
-    folder: Annotated[Path, typer.Argument(help="Folder to import, recursively")],
-    owner: Annotated[str, typer.Option(help="The user the photos belong to")] = "local",
-) -> None:
-    """Import every photo under a local folder."""
+# Whose archive: every command that takes --owner resolves it here, to the user id the API
+# scopes by (a name that is no account would store photos no one can see).
+OwnerOption = Annotated[str | None, typer.Option(
+    "--owner", metavar="NAME", help="The account (user name) whose archive this is (default: the only account)",
+)]
+
+
+def _owner(name: str | None) -> str:
+    """The id of the account named NAME, or of the only account; exit 2 with a message otherwise."""
+    from facesearch.owners import OwnerError, resolve_owner
+
+    try:
+        return resolve_owner(get_settings(), name).id
+    except OwnerError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _import_folder(folder: Path, owner: str | None) -> None:
     from commands.importers.base import SourceError
     from facesearch.imports import import_local as run
     from facesearch.system import make_app
 
+    owner = _owner(owner)
     settings = get_settings()
     fs_app = make_app(settings)
     bar, update = _progress_bar("importing")
@@ -149,19 +165,20 @@ def _token_from(token_env: str | None, label: str, needed: bool) -> str | None:
     return typer.prompt(f"{label} access token (not shown)", hide_input=True).strip() or None
 
 
-def _import_remote(source: str, link: str, token_env: str | None, owner: str) -> None:
+def _import_remote(source: str, link: str, token_env: str | None, owner: str | None) -> None:
+    from commands.importers import SOURCES
     from commands.importers.base import SourceError
-    from commands.importers.links import YandexDiskPath, parse_link
-    from facesearch.imports import REMOTE_SOURCES, SOURCE_LABELS, ImportConfigError, credential_store, start_import
+    from facesearch.imports import ImportConfigError, credential_store, needs_token, start_import
     from facesearch.system import make_app
 
+    owner = _owner(owner)
     settings = get_settings()
+    spec = SOURCES[source]
     try:
-        parsed = parse_link(link)  # a bad link is refused before anything else
-        public = source == "yadisk" and not isinstance(parsed, YandexDiskPath)
+        public = not needs_token(link)  # a bad link is refused before anything else
         store = None if public and not token_env else credential_store(settings)
-        saved = store is not None and store.active(owner, REMOTE_SOURCES[source]) is not None
-        token = _token_from(token_env, SOURCE_LABELS[source], needed=not public and not saved)
+        saved = store is not None and spec.provider is not None and store.active(owner, spec.provider.name) is not None
+        token = _token_from(token_env, spec.label, needed=not public and not saved)
         fs_app = make_app(settings)
         bar, update = _progress_bar("importing")
         with bar:
@@ -173,31 +190,34 @@ def _import_remote(source: str, link: str, token_env: str | None, owner: str) ->
     _print_result(result)
 
 
-TokenEnv = Annotated[str | None, typer.Option(
-    "--token-env", metavar="VAR",
-    help="Read the access token from this environment variable (otherwise the saved sign-in, or a hidden prompt)",
-)]
-OwnerOption = Annotated[str, typer.Option(help="The user the photos belong to")]
+TOKEN_ENV_HELP = "Read the access token from this environment variable (otherwise the saved sign-in, or a hidden prompt)"
+OWNER_HELP = "The account (user name) whose archive this is (default: the only account)"
 
 
-@import_app.command("vk")
-def import_vk(
-    link: Annotated[str, typer.Argument(help="A VK album, album list or page: vk.com/album-1_2, vk.com/albums-1, vk.com/name")],
-    token_env: TokenEnv = None,
-    owner: OwnerOption = "local",
-) -> None:
-    """Import the photos behind a VK link (needs a VK access token with the photos scope)."""
-    _import_remote("vk", link, token_env, owner)
+def _add_import_command(spec: SourceSpec) -> None:
+    """`facesearch import <source>`, from the source's spec. Defaults carry the typer
+    parameters: annotations here are strings, and the help text is the spec's."""
+    if spec.kind == "folder":
+        def import_folder(
+            folder: Path = typer.Argument(..., help=spec.target_help),
+            owner: str | None = typer.Option(None, "--owner", metavar="NAME", help=OWNER_HELP),
+        ) -> None:
+            _import_folder(folder, owner)
+
+        import_app.command(spec.name, help=spec.summary)(import_folder)
+    elif spec.kind == "link":
+        def import_link(
+            link: str = typer.Argument(..., help=spec.target_help),
+            token_env: str | None = typer.Option(None, "--token-env", metavar="VAR", help=TOKEN_ENV_HELP),
+            owner: str | None = typer.Option(None, "--owner", metavar="NAME", help=OWNER_HELP),
+        ) -> None:
+            _import_remote(spec.name, link, token_env, owner)
+
+        import_app.command(spec.name, help=spec.summary)(import_link)
 
 
-@import_app.command("yadisk")
-def import_yadisk(
-    link: Annotated[str, typer.Argument(help="A public link (disk.yandex.ru/d/…, yadi.sk/…) or disk:/path on your own disk")],
-    token_env: TokenEnv = None,
-    owner: OwnerOption = "local",
-) -> None:
-    """Import the images of a Yandex.Disk folder or file (public links need no token)."""
-    _import_remote("yadisk", link, token_env, owner)
+for _spec in SOURCES.values():  # uploads come from the browser: no command
+    _add_import_command(_spec)
 
 
 @import_app.command("cancel")
@@ -218,14 +238,15 @@ def import_cancel(import_id: Annotated[str, typer.Argument(help="The import's id
 
 @import_app.command("list")
 def import_list(
-    owner: Annotated[str | None, typer.Option(help="Only this user's imports")] = None,
+    owner: Annotated[str | None, typer.Option(metavar="NAME", help="Only this account's imports (default: everyone's)")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Every import job with its status and counts, oldest first."""
     from facesearch.imports import list_imports
     from facesearch.system import make_app
 
-    for job in list_imports(make_app(get_settings()), owner):
+    # Unlike the other commands, no name means every account's jobs (the operator's view).
+    for job in list_imports(make_app(get_settings()), _owner(owner) if owner is not None else None):
         row = {"import_id": str(job.import_id), "owner": job.owner, "source": job.source, "target": job.target,
                "status": job.status, **job.counts}
         if as_json:
@@ -250,7 +271,7 @@ def import_resume() -> None:
 @app.command()
 def replay(names: Annotated[list[str] | None, typer.Argument(help="Projections to rebuild (default: all)")] = None) -> None:
     """Drop read models and rebuild them from the event store."""
-    from facesearch.system import System
+    from facesearch.system import System, UnknownProjection
 
     async def run() -> dict[str, int]:
         system = System(get_settings(), start_broker=False)
@@ -262,8 +283,8 @@ def replay(names: Annotated[list[str] | None, typer.Argument(help="Projections t
 
     try:
         counts = asyncio.run(run())
-    except KeyError as error:
-        typer.echo(f"error: {error.args[0]}", err=True)
+    except UnknownProjection as error:
+        typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     for name, count in counts.items():
         typer.echo(f"{name}: rebuilt from {count} events")
@@ -283,6 +304,9 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
             return {
                 "events": events,
                 "photos": await queries.status_counts(system.engine),
+                # Per configured model, faces embedded of faces detected: a model added to an
+                # archive fills in (commands/reembedding.py) until the two are equal.
+                "embeddings": await system.embedding_progress(),
                 "imports": [
                     {k: row[k] for k in ("id", "source", "status", "discovered", "stored", "skipped", "failed")}
                     for row in await queries.import_rows(system.engine)
@@ -311,20 +335,23 @@ def _search_deps():
 
 @app.command()
 def search(
-    image: Annotated[Path, typer.Argument(help="Example photo (JPG, PNG or WEBP)", exists=True, dir_okay=False)],
+    image: Annotated[Path, typer.Argument(help="Example photo with a face", exists=True, dir_okay=False)],
     threshold: Annotated[float, typer.Option(help="Calibrated similarity to keep a match, 70 to 95 %")] = 85.0,
     top_k: Annotated[int, typer.Option("--top-k", help="Neighbours asked from Milvus")] = 50,
     model: Annotated[str | None, typer.Option(help="Embedding model (default: the workers' model)")] = None,
     face: Annotated[int | None, typer.Option(help="Which face of the example, largest first (default 0)")] = None,
-    owner: Annotated[str, typer.Option(help="Whose photos to search")] = "local",
+    owner: OwnerOption = None,
     source: Annotated[str | None, typer.Option(help="Only photos from this source")] = None,
     import_id: Annotated[str | None, typer.Option("--import", help="Only photos of this import")] = None,
+    both_models: Annotated[bool, typer.Option("--both-models", help="Keep only matches every configured model accepts")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Find the photos showing the person in IMAGE."""
+    """Find the photos showing the person in IMAGE (works while `facesearch up` runs)."""
     from dataclasses import asdict
 
-    from facesearch.search import FaceSearcher, SearchFilters, SearchInputError
+    from facesearch.search import FaceSearcher, SearchFilters, SearchInputError, SearchUnavailable
+
+    owner = _owner(owner)
 
     async def run():
         settings, engine, index = _search_deps()
@@ -332,7 +359,7 @@ def search(
             searcher = FaceSearcher(settings, engine, index)
             return await searcher.search(
                 image.read_bytes(), owner, threshold=threshold, top_k=top_k, model=model, face_index=face,
-                filters=SearchFilters(source=source, import_id=import_id),
+                filters=SearchFilters(source=source, import_id=import_id), require_all_models=both_models,
             )
         finally:
             await engine.dispose()
@@ -340,7 +367,7 @@ def search(
 
     try:
         result = asyncio.run(run())
-    except SearchInputError as error:
+    except (SearchInputError, SearchUnavailable) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     if as_json:
@@ -350,14 +377,21 @@ def search(
     typer.echo(
         f"model {result.model} ({result.metric}), threshold {result.threshold:g} %, face {result.query_face.face_index} "
         f"of {len(result.example_faces)} at ({q.x1:.0f},{q.y1:.0f})-({q.x2:.0f},{q.y2:.0f}); "
-        f"{len(result.photos)} photos from {result.candidates} candidates; "
-        f"exact check agrees on {result.agreement.agreeing}/{result.agreement.checked}"
+        f"{len(result.photos)} photos from {result.candidates} candidates among {result.archive_faces} faces; "
+        f"checked by {', '.join(result.models)}{' (all must agree)' if result.require_all_models else ''}"
     )
     for photo in result.photos:
-        boxes = ", ".join(
-            f"({m.box.x1:.0f},{m.box.y1:.0f})-({m.box.x2:.0f},{m.box.y2:.0f}) {m.similarity:.1f} %" for m in photo.faces
-        )
-        typer.echo(f"{photo.similarity:5.1f} %  {photo.photo_id}  {photo.source}:{photo.source_ref}  {boxes}")
+        for m in photo.faces:
+            checks = "  ".join(
+                f"{v.model}: {'yes' if v.same else 'no' if v.same is not None else 'not embedded'}"
+                + (f" {v.similarity:.1f} % ({v.metric} {v.raw:.4f})" if v.similarity is not None else "")
+                for v in m.verdicts
+            )
+            person = f"  person {m.person_name or m.person_id}" if m.person_id else ""
+            typer.echo(
+                f"{m.similarity:5.1f} %  {photo.photo_id}  {photo.source}:{photo.source_ref}  "
+                f"({m.box.x1:.0f},{m.box.y1:.0f})-({m.box.x2:.0f},{m.box.y2:.0f})  {checks}{person}"
+            )
 
 
 @app.command()
@@ -369,7 +403,7 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Same person or not: the largest face of each photo, by direct distance."""
-    from facesearch.search import FaceSearcher, SearchInputError
+    from facesearch.search import FaceSearcher, SearchInputError, SearchUnavailable
 
     async def run():
         settings, engine, index = _search_deps()
@@ -382,15 +416,15 @@ def verify(
 
     try:
         verdict = asyncio.run(run())
-    except SearchInputError as error:
+    except (SearchInputError, SearchUnavailable) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     if as_json:
         typer.echo(json.dumps(verdict.to_dict()))
         return
     typer.echo(
-        f"{'same' if verdict.same else 'different'}: {verdict.metric} distance {verdict.distance:.4f}, "
-        f"similarity {verdict.similarity:.1f} % (threshold {verdict.threshold:g} %, model {verdict.model})"
+        f"{'same person' if verdict.same else 'different people'}: similarity {verdict.similarity:.1f} % "
+        f"(threshold {verdict.threshold:g} %), {verdict.metric} distance {verdict.distance:.4f}, model {verdict.model}"
     )
 
 
@@ -399,7 +433,7 @@ def verify(
 people_app = typer.Typer(help="People: the faces grouped by who they are, and corrections.", no_args_is_help=True)
 app.add_typer(people_app, name="people")
 
-PeopleOwner = Annotated[str, typer.Option(help="Whose faces")]
+PeopleOwner = OwnerOption
 PeopleModel = Annotated[str | None, typer.Option(help="Embedding model (default: the workers' model)")]
 
 
@@ -428,7 +462,7 @@ def _parse_params(pairs: list[str]) -> dict[str, object]:
 def cluster(
     algorithm: Annotated[str | None, typer.Option(help="hdbscan (default), dbscan, kmeans or agglomerative")] = None,
     model: PeopleModel = None,
-    owner: PeopleOwner = "local",
+    owner: PeopleOwner = None,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Algorithm option key=value (repeatable): "
                      "hdbscan k, min_cluster_size; dbscan eps, min_samples; kmeans k; agglomerative distance, linkage")] = None,
     percent: Annotated[float | None, typer.Option(help="Calibrated similarity for 'same person' (default 85)")] = None,
@@ -442,6 +476,8 @@ def cluster(
     from commands.clustering import ClusteringError
     from facesearch.people import attach_new_faces, run_clustering
     from facesearch.system import System
+
+    owner = _owner(owner)
 
     async def run():
         system = System(get_settings(), start_broker=False)
@@ -490,11 +526,13 @@ def _model(model: str | None) -> str:
 
 
 @people_app.command("list")
-def people_list(owner: PeopleOwner = "local", model: PeopleModel = None,
+def people_list(owner: PeopleOwner = None, model: PeopleModel = None,
                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Every person, largest first (from the people read model)."""
     from projections.db import make_engine
     from projections.people import list_people
+
+    owner = _owner(owner)
 
     async def run():
         engine = make_engine(get_settings().resolved_read_model_url())
@@ -512,45 +550,45 @@ def people_list(owner: PeopleOwner = "local", model: PeopleModel = None,
 
 
 @people_app.command("name")
-def people_name(person: str, name: str, owner: PeopleOwner = "local", model: PeopleModel = None) -> None:
+def people_name(person: str, name: str, owner: PeopleOwner = None, model: PeopleModel = None) -> None:
     """Name a person."""
     from commands.people import name_person
 
-    _correct(name_person, owner, _model(model), person, name)
+    _correct(name_person, _owner(owner), _model(model), person, name)
 
 
 @people_app.command("merge")
-def people_merge(person: str, other: str, owner: PeopleOwner = "local", model: PeopleModel = None) -> None:
+def people_merge(person: str, other: str, owner: PeopleOwner = None, model: PeopleModel = None) -> None:
     """OTHER's faces join PERSON; OTHER is gone."""
     from commands.people import merge_people
 
-    _correct(merge_people, owner, _model(model), person, other)
+    _correct(merge_people, _owner(owner), _model(model), person, other)
 
 
 @people_app.command("move")
 def people_move(
     face: Annotated[str, typer.Argument(help="Face id: <photo id>:<face index>")],
     to: Annotated[str | None, typer.Option(help="Person to move it to (default: a new person)")] = None,
-    owner: PeopleOwner = "local", model: PeopleModel = None,
+    owner: PeopleOwner = None, model: PeopleModel = None,
 ) -> None:
     """Move a face to another person (it stays there through every re-run)."""
     from commands.people import move_face
 
-    typer.echo(_correct(move_face, owner, _model(model), face, to))
+    typer.echo(_correct(move_face, _owner(owner), _model(model), face, to))
 
 
 @people_app.command("not")
-def people_not(face: str, person: str, owner: PeopleOwner = "local", model: PeopleModel = None) -> None:
+def people_not(face: str, person: str, owner: PeopleOwner = None, model: PeopleModel = None) -> None:
     """Mark a face as "not this person": it leaves and never joins that person again."""
     from commands.people import reject_face
 
-    _correct(reject_face, owner, _model(model), face, person)
+    _correct(reject_face, _owner(owner), _model(model), face, person)
 
 
 @people_app.command("split")
 def people_split(person: str, faces: Annotated[list[str], typer.Argument(help="Face ids that form the new person")],
-                 owner: PeopleOwner = "local", model: PeopleModel = None) -> None:
+                 owner: PeopleOwner = None, model: PeopleModel = None) -> None:
     """Split a person: FACES leave it as a new person (its id is printed)."""
     from commands.people import split_person
 
-    typer.echo(_correct(split_person, owner, _model(model), person, faces))
+    typer.echo(_correct(split_person, _owner(owner), _model(model), person, faces))

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -28,18 +28,16 @@ from loguru import logger
 
 from commands.app import FaceSearchApp
 from commands.credentials import CredentialError, CredentialExpired, CredentialMissing, CredentialStore
-from commands.importers import Credentials, SourceConfig, open_local_source, open_source, yandex_oauth
-from commands.importers.base import BadLink, PhotoSource, SourceError
-from commands.importers.links import ImportLink, VkAlbumLink, VkOwnerLink, VkScreenNameLink, YandexDiskPath, parse_link
+from commands.importers import SOURCES, find_link, open_local_source, yandex_oauth
+from commands.importers.base import BadLink, Opening, PhotoSource, SourceError, SourceSpec
 from commands.importers.tokens import TokenCipher, TokenKeyMissing
+from commands.importers.vk import VkSettings
 from commands.importers.vk_oauth import VkAuthError, exchange_code, refresh_access_token, start_authorization
+from commands.importers.yadisk import YandexDiskSettings
 from commands.importing import ImportResult, Progress, run_import
 from domain.import_job import ImportJob, ImportNotOpen, ImportRequested
+from facesearch import metrics
 from facesearch.settings import Settings
-
-# Import sources backed by a remote service, and the credential provider each signs in with.
-REMOTE_SOURCES = {"vk": "vk", "yadisk": "yandex"}
-SOURCE_LABELS = {"vk": "VK", "yadisk": "Yandex.Disk", "local": "a local folder"}
 
 
 class ImportConfigError(RuntimeError):
@@ -74,21 +72,47 @@ def _run(app: FaceSearchApp, import_id: UUID, source: PhotoSource, settings: Set
     """`run_import`, answering with the job's status when it was cancelled or ended elsewhere
     mid-photo (the runner then meets a closed job: `ImportNotOpen`)."""
     try:
-        return run_import(app, import_id, source, concurrency=settings.import_concurrency, progress=progress)
+        return run_import(app, import_id, _TimedDownloads(source), concurrency=settings.import_concurrency, progress=progress)
     except ImportNotOpen:
         source.close()
-        job = app.repository.get(import_id)
+        job = app.get_import(import_id)
         logger.info("import {} stopped: it is {}", import_id, job.status)
         return ImportResult(job.id, job.status, job.counts())
 
 
+class _TimedDownloads:
+    """A source whose fetches are timed as the pipeline's `download` stage (a failed one
+    counts as a `download` error)."""
+
+    def __init__(self, inner: PhotoSource) -> None:
+        self.inner = inner
+        self.source = inner.source
+
+    def __repr__(self) -> str:
+        return f"_TimedDownloads({self.inner!r})"
+
+    def discover(self):
+        return self.inner.discover()
+
+    def fetch(self, photo):
+        with metrics.observe_stage("download"):
+            return self.inner.fetch(photo)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 # ---------------------------------------------------------------- local folders
+
+# The source of server folders (its jobs are started and resumed with `local_source`).
+_FOLDER = next(spec for spec in SOURCES.values() if spec.kind == "folder")
 
 
 def local_source(settings: Settings, folder: str, operator: bool) -> PhotoSource:
-    """The operator's own CLI may import any folder it names; others only under allowed roots."""
-    roots = list(settings.allowed_import_roots)
-    if operator and not roots:
+    """The operator's own CLI may import any folder it names unless roots are configured;
+    others only under the allowed roots (configured, or the defaults)."""
+    roots = settings.resolved_import_roots()
+    if operator and not settings.allowed_import_roots:
         roots = [Path(folder)]
     return open_local_source(folder, roots, max_bytes=settings.max_upload_bytes)
 
@@ -99,21 +123,17 @@ def import_local(
 ) -> ImportResult:
     target = str(Path(folder).resolve())
     source = local_source(settings, folder, operator)  # refuses bad paths before any event
-    import_id = app.request_import(owner=owner, source="local", target=target, options={"operator": operator})
+    import_id = app.request_import(owner=owner, source=_FOLDER.name, target=target, options={"operator": operator})
     return _run(app, import_id, source, settings, progress)
 
 
-# ---------------------------------------------------------------- VK and Yandex.Disk
+# ---------------------------------------------------------------- remote sources (VK, Yandex.Disk, ...)
 
 
-def source_of(link: ImportLink) -> str:
-    """"vk" or "yadisk" for a parsed link."""
-    return "vk" if isinstance(link, (VkAlbumLink, VkOwnerLink, VkScreenNameLink)) else "yadisk"
-
-
-def _needs_token(link: ImportLink) -> bool:
-    # Public Yandex.Disk links are read anonymously; VK always wants a token.
-    return source_of(link) == "vk" or isinstance(link, YandexDiskPath)
+def needs_token(link: str) -> bool:
+    """Whether importing this link takes the user's sign-in (a public share may not)."""
+    spec, parsed = find_link(link)
+    return spec.needs_token(parsed)
 
 
 def _is_loopback(host: str) -> bool:
@@ -126,9 +146,9 @@ def _is_loopback(host: str) -> bool:
 
 
 def _checked_base(settings: Settings, name: str) -> tuple[str, bool]:
-    """The configured base URL and whether it may be plain http (a loopback base, allowed by
-    `import_allow_loopback_http`); anything else must be https."""
-    base = str(getattr(settings, name))
+    """The configured base URL `name` and whether it may be plain http (a loopback base,
+    allowed by `import_allow_loopback_http`); anything else must be https."""
+    base = str(getattr(settings, name))  # a source's setting, by the name its spec gives
     parts = urlsplit(base)
     if parts.scheme == "https":
         return base, False
@@ -138,17 +158,15 @@ def _checked_base(settings: Settings, name: str) -> tuple[str, bool]:
                             "with import_allow_loopback_http)")
 
 
-def source_config(settings: Settings, source: str) -> SourceConfig:
-    """Where the `source` ("vk" or "yadisk") talks to, and how politely, from the settings."""
-    if source == "vk":
-        base, relaxed = _checked_base(settings, "vk_api_base")
-        extra: dict[str, object] = {"requests_per_second": settings.vk_requests_per_second,
-                                    "backoff_seconds": settings.import_backoff_seconds}
-        return SourceConfig(vk_api_base=base, max_bytes=settings.max_upload_bytes, require_https=not relaxed,
-                            extra=extra)
-    base, relaxed = _checked_base(settings, "yadisk_api_base")
-    return SourceConfig(yadisk_api_base=base, max_bytes=settings.max_upload_bytes, require_https=not relaxed,
-                        extra={"backoff_seconds": settings.import_backoff_seconds})
+def source_opening(settings: Settings, spec: SourceSpec, token: str | None = None,
+                   renew: Callable[[str], str | None] | None = None) -> Opening:
+    """Where the source talks to, and how politely, from the settings (`ImportConfigError`
+    for a base address that is not https)."""
+    base, relaxed = _checked_base(settings, spec.api_base_setting) if spec.api_base_setting else (None, False)
+    own = spec.settings.model_validate(settings, from_attributes=True) if spec.settings is not None else None
+    return Opening(token=token, renew=renew, api_base=base, max_bytes=settings.max_upload_bytes,
+                   require_https=not relaxed,
+                   options={"backoff_seconds": settings.import_backoff_seconds, **spec.options(own)})
 
 
 def credential_store(settings: Settings, given: CredentialStore | None = None) -> CredentialStore:
@@ -206,7 +224,8 @@ def _credential_token(settings: Settings, store: CredentialStore, credential_id:
     try:
         return store.token_for(credential_id, owner=owner, provider=provider)
     except CredentialExpired:
-        if provider == "vk" and (renewed := renew_vk_credential(settings, store, credential_id)):
+        renew = _RENEWERS.get(provider)
+        if renew is not None and (renewed := renew(settings, store, credential_id, None)):
             return renewed
         raise
 
@@ -247,19 +266,27 @@ class _SignInGuard:
         self.inner.close()
 
 
+def _provider(spec: SourceSpec) -> str:
+    if spec.provider is None:
+        raise SourceError(f"{spec.label} has no sign-in")
+    return spec.provider.name
+
+
 def _open_remote(
-    settings: Settings, link: str, source: str, token: str | None,
+    settings: Settings, link: str, spec: SourceSpec, token: str | None,
     store: CredentialStore | None = None, credential_id: str | None = None,
 ) -> PhotoSource:
-    saved = store is not None and credential_id is not None
-    if source == "vk":
-        renew = (lambda stale: renew_vk_credential(settings, store, credential_id, stale)) if saved else None
-        credentials = Credentials(vk_token=token, vk_renew=renew)
-    else:
-        credentials = Credentials(yandex_token=token)
-    opened = open_source(link, credentials, source_config(settings, source))  # makes no request yet
-    if saved:
-        provider = REMOTE_SOURCES[source]
+    found, parsed = find_link(link)
+    if found is not spec or spec.open is None:
+        raise BadLink(f"this is not a {spec.label} link")
+    renew: Callable[[str], str | None] | None = None
+    renewer = _RENEWERS.get(spec.provider.name) if spec.provider is not None else None
+    if renewer is not None and store is not None and credential_id is not None:
+        def renew(stale: str) -> str | None:  # the source calls it when the service says the token expired
+            return renewer(settings, store, credential_id, stale)
+    opened = spec.open(parsed, source_opening(settings, spec, token, renew))  # makes no request yet
+    if store is not None and credential_id is not None:
+        provider = _provider(spec)
         return _SignInGuard(opened, lambda: _credential_token(settings, store, credential_id, provider=provider))
     return opened
 
@@ -274,28 +301,28 @@ def prepare_import(
     not of `source` (when given), or needs a token that is missing, revoked or expired
     (`CredentialError`). A `token` given here is saved encrypted in the credential store
     first (so the job can resume); the job's options hold only the credential id."""
-    parsed = parse_link(link)
-    found = source_of(parsed)
-    if source is not None and source != found:
-        raise BadLink(f"this is a {SOURCE_LABELS[found]} link, not {SOURCE_LABELS.get(source, source)}")
-    source_config(settings, found)  # a misconfigured base refuses before the token is saved
+    found, parsed = find_link(link)
+    if source is not None and source != found.name:
+        wanted = SOURCES[source].label if source in SOURCES else source
+        raise BadLink(f"this is a {found.label} link, not {wanted}")
+    source_opening(settings, found)  # a misconfigured base refuses before the token is saved
     options: dict[str, Any] = {}
     secret: str | None = None
     store: CredentialStore | None = None
-    if _needs_token(parsed) or credential_id is not None:
-        provider = REMOTE_SOURCES[found]
+    if found.needs_token(parsed) or credential_id is not None:
+        provider = _provider(found)
         store = credential_store(settings, credentials)
         if token:
             credential_id = store.save(owner, provider, token)
         elif credential_id is None:
             active = store.active(owner, provider)
             if active is None:
-                raise CredentialMissing(f"sign in with {SOURCE_LABELS[found]} first")
+                raise CredentialMissing(f"sign in with {found.label} first")
             credential_id = active.id
         secret = _credential_token(settings, store, credential_id, owner=owner, provider=provider)
         options["credential_id"] = credential_id
     photo_source = _open_remote(settings, link, found, secret, store, options.get("credential_id"))
-    import_id = app.request_import(owner=owner, source=found, target=link.strip(), options=options)
+    import_id = app.request_import(owner=owner, source=found.name, target=link.strip(), options=options)
     return PreparedImport(import_id, photo_source)
 
 
@@ -326,9 +353,9 @@ def _get_job(app: FaceSearchApp, import_id: UUID) -> ImportJob:
         raise ImportNotFound(str(import_id)) from None
 
 
-def _fail(app: FaceSearchApp, job: ImportJob, reason: str) -> ImportResult:
+def _fail(app: FaceSearchApp, job: ImportJob, reason: str, code: str = "", params: dict | None = None) -> ImportResult:
     if job.is_open:
-        job.fail(reason)
+        job.fail(reason, code, params)
         app.save_import(job)
     return ImportResult(job.id, job.status, job.counts(), reason)
 
@@ -344,10 +371,13 @@ def resume_import(
     job = _get_job(app, import_id)
     if not job.is_open:
         return ImportResult(job.id, job.status, job.counts())
-    if job.source == "local":
+    spec = SOURCES.get(job.source)
+    if spec is not None and spec.kind == "folder":
         source = local_source(settings, job.target, bool(job.options.get("operator")))
         return _run(app, import_id, source, settings, progress)
-    if job.source not in REMOTE_SOURCES:
+    if spec is not None and spec.kind == "upload":  # its files were in a browser that is gone: say so, keep what came
+        return _fail(app, job, "the upload was interrupted before it ended", "upload_interrupted")
+    if spec is None or spec.open is None:
         raise SourceError(f"import {import_id} comes from {job.source!r}, which cannot be resumed")
     credential_id = job.options.get("credential_id")
     token, store = None, None
@@ -355,14 +385,14 @@ def resume_import(
         store = credential_store(settings, credentials)
         try:
             token = _credential_token(settings, store, credential_id, owner=job.owner,
-                                      provider=REMOTE_SOURCES[job.source])
+                                      provider=_provider(spec))
         except CredentialError as error:
             logger.warning("import {} cannot resume: {}", import_id, error)
-            return _fail(app, job, str(error))
+            return _fail(app, job, str(error), error.code, error.params)
     try:
-        source = _open_remote(settings, job.target, job.source, token, store, credential_id)
+        source = _open_remote(settings, job.target, spec, token, store, credential_id)
     except SourceError as error:  # TokenExpired for a job recorded without a credential
-        return _fail(app, job, str(error))
+        return _fail(app, job, str(error), error.code, error.params)
     return _run(app, import_id, source, settings, progress)
 
 
@@ -394,7 +424,7 @@ def list_imports(app: FaceSearchApp, owner: str | None = None) -> list[ImportSum
     summaries = []
     topic = get_topic(ImportRequested)
     for notification in app.recorder.select_notifications(start=None, limit=1_000_000, topics=[topic]):
-        job = app.get_import(notification.originator_id)
+        job = app.get_import(cast(UUID, notification.originator_id))  # this app's ids are UUIDs
         if owner is None or job.owner == owner:
             summaries.append(ImportSummary(job.id, job.owner, job.source, job.target, job.status, job.counts()))
     return summaries
@@ -404,11 +434,12 @@ def list_imports(app: FaceSearchApp, owner: str | None = None) -> list[ImportSum
 
 
 def _vk_app(settings: Settings) -> tuple[str, str, str]:
-    if not settings.vk_client_id or not settings.vk_redirect_uri:
+    vk = VkSettings.model_validate(settings, from_attributes=True)
+    if not vk.vk_client_id or not vk.vk_redirect_uri:
         raise ImportConfigError("VK sign-in is not configured on this server "
                                 "(FACESEARCH_VK_CLIENT_ID, FACESEARCH_VK_REDIRECT_URI)")
     id_base, _ = _checked_base(settings, "vk_id_base")
-    return settings.vk_client_id, settings.vk_redirect_uri, id_base
+    return vk.vk_client_id, vk.vk_redirect_uri, id_base
 
 
 def begin_vk_sign_in(owner: str, *, settings: Settings, credentials: CredentialStore | None = None) -> str:
@@ -429,12 +460,12 @@ def complete_vk_sign_in(
     `VkAuthError` when the sign-in was not started here by `owner`, took too long, or VK ID refuses."""
     client_id, redirect_uri, id_base = _vk_app(settings)
     store = credential_store(settings, credentials)
-    verifier = store.take_sign_in(owner, "vk", state)
+    verifier = store.take_sign_in(owner, "vk", state)  # the state check: only a state kept at this owner's start finds one
     if verifier is None:
         raise VkAuthError("the VK sign-in took too long or was not started here: start signing in again")
     token = exchange_code(
         client_id=client_id, redirect_uri=redirect_uri, code=code, device_id=device_id,
-        expected_state=state, returned_state=state, code_verifier=verifier, id_base=id_base,
+        state=state, code_verifier=verifier, id_base=id_base,
     )
     return store.save(owner, "vk", token.access_token, _expiry(token.expires_at), refresh_token=token.refresh_token,
                       device_id=device_id or None, account=str(token.user_id or "") or None)
@@ -448,10 +479,11 @@ def _expiry(expires_at: float | None) -> float | None:
 def sign_in_configured(settings: Settings, provider: str) -> bool:
     """Whether this server can sign users in with `provider` ("vk" or "yandex"): the app is
     registered in the settings and there is a token_key to keep the token with."""
-    if not settings.token_key.get_secret_value():
+    check = _SIGN_IN_APPS.get(provider)
+    if check is None or not settings.token_key.get_secret_value():
         return False
     try:
-        _vk_app(settings) if provider == "vk" else _yandex_app(settings)
+        check(settings)
     except ImportConfigError:
         return False
     return True
@@ -460,23 +492,24 @@ def sign_in_configured(settings: Settings, provider: str) -> bool:
 # ---------------------------------------------------------------- Yandex sign-in
 
 
-def _yandex_app(settings: Settings) -> tuple[str, str, str, str]:
-    if not settings.yandex_client_id or not settings.yandex_redirect_uri:
+def _yandex_app(settings: Settings) -> tuple[str, str, str, str, str]:
+    disk = YandexDiskSettings.model_validate(settings, from_attributes=True)
+    if not disk.yandex_client_id or not disk.yandex_redirect_uri:
         raise ImportConfigError("Yandex sign-in is not configured on this server "
                                 "(FACESEARCH_YANDEX_CLIENT_ID, FACESEARCH_YANDEX_CLIENT_SECRET, "
                                 "FACESEARCH_YANDEX_REDIRECT_URI)")
     oauth_base, _ = _checked_base(settings, "yandex_oauth_base")
-    return (settings.yandex_client_id, settings.yandex_client_secret.get_secret_value(),
-            settings.yandex_redirect_uri, oauth_base)
+    return (disk.yandex_client_id, disk.yandex_client_secret.get_secret_value(),
+            disk.yandex_redirect_uri, oauth_base, disk.yandex_scope)
 
 
 def begin_yandex_sign_in(owner: str, *, settings: Settings, credentials: CredentialStore | None = None) -> str:
     """Starts a Yandex sign-in (authorization code + PKCE) for imports from the user's own
     Yandex.Disk and returns the URL to send the user to."""
-    client_id, _, redirect_uri, oauth_base = _yandex_app(settings)
+    client_id, _, redirect_uri, oauth_base, scope = _yandex_app(settings)
     store = credential_store(settings, credentials)
     request = yandex_oauth.start_authorization(client_id=client_id, redirect_uri=redirect_uri,
-                                               scope=settings.yandex_scope, oauth_base=oauth_base)
+                                               scope=scope, oauth_base=oauth_base)
     store.put_sign_in(owner, "yandex", request.state, request.code_verifier,
                       time.time() + settings.oauth_state_seconds)
     return request.url
@@ -488,23 +521,30 @@ def complete_yandex_sign_in(
     """Trades Yandex's confirmation code for a token, saves it encrypted and returns the
     credential id. `YandexAuthError` when the sign-in was not started here by `owner`, took
     too long, or Yandex refuses."""
-    client_id, client_secret, _, oauth_base = _yandex_app(settings)
+    client_id, client_secret, _, oauth_base, _ = _yandex_app(settings)
     store = credential_store(settings, credentials)
-    verifier = store.take_sign_in(owner, "yandex", state)
+    verifier = store.take_sign_in(owner, "yandex", state)  # the state check: only a state kept at this owner's start finds one
     if verifier is None:
         raise yandex_oauth.YandexAuthError("the Yandex sign-in took too long or was not started here: "
                                            "start signing in again")
     token = yandex_oauth.exchange_code(
-        client_id=client_id, client_secret=client_secret, code=code, expected_state=state, returned_state=state,
-        code_verifier=verifier, oauth_base=oauth_base,
+        client_id=client_id, client_secret=client_secret, code=code, code_verifier=verifier, oauth_base=oauth_base,
     )
     return store.save(owner, "yandex", token.access_token, _expiry(token.expires_at),
                       refresh_token=token.refresh_token)
 
 
+# Each provider's sign-in flow is its own code (VK ID's device id, Yandex's client secret):
+# what is configured, and who renews an expired token (only VK ID hands out refresh tokens
+# used mid-run).
+_SIGN_IN_APPS: dict[str, Callable[[Settings], object]] = {"vk": _vk_app, "yandex": _yandex_app}
+_RENEWERS: dict[str, Callable[[Settings, CredentialStore, str, str | None], str | None]] = {
+    "vk": renew_vk_credential,
+}
+
 __all__ = [
     "ImportConfigError", "ImportNotFound", "ImportSummary", "PreparedImport", "begin_vk_sign_in",
     "begin_yandex_sign_in", "cancel_import", "complete_vk_sign_in", "complete_yandex_sign_in", "credential_store",
-    "import_local", "list_imports", "local_source", "prepare_import", "renew_vk_credential", "resume_import",
-    "resume_open_imports", "run_prepared", "sign_in_configured", "source_config", "source_of", "start_import",
+    "import_local", "list_imports", "local_source", "needs_token", "prepare_import", "renew_vk_credential",
+    "resume_import", "resume_open_imports", "run_prepared", "sign_in_configured", "source_opening", "start_import",
 ]

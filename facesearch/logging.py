@@ -1,9 +1,7 @@
 """Loguru set-up: readable text in development, JSON lines in production.
 
-Context ids travel with the log lines of whatever runs inside `log_context(...)`:
-
-    with log_context(photo_id=photo.id, import_id=job.id, event_id=envelope.event_id):
-        ...  # every logger.* call here carries the three ids
+Context ids (`photo_id`, `import_id`, `event_id`) bound to a line with `logger.bind(...)`
+get fields of their own (`log_no_faces` is one such line).
 
 Secrets never reach a sink: every message and every context value passes through
 `mask_secrets`, which replaces the configured secret values (tokens, keys, passwords)
@@ -16,13 +14,15 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 from pydantic import SecretStr
 
 from facesearch.settings import Settings
+
+if TYPE_CHECKING:
+    from loguru import Record  # defined in loguru's stubs only
 
 CONTEXT_IDS = ("photo_id", "import_id", "event_id")
 MASK = "[masked]"
@@ -75,7 +75,7 @@ def _is_secret_name(name: object) -> bool:
     return isinstance(name, str) and bool(re.search(r"token|secret|password|passwd|api_?key", name, re.IGNORECASE))
 
 
-def _patch(record: dict[str, Any]) -> None:
+def _patch(record: Record) -> None:
     record["message"] = mask_secrets(record["message"])
     extra = record["extra"]
     for key, value in list(extra.items()):
@@ -144,16 +144,6 @@ def configure_logging(settings: Settings, level: str = "INFO", *, sink: Any = No
                    backtrace=False, diagnose=False)
     else:
         logger.add(_json_sink(stream), level=level, format="{message}", backtrace=False, diagnose=False)
-
-
-@contextlib.contextmanager
-def log_context(*, photo_id: str | None = None, import_id: str | None = None, event_id: str | None = None,
-                **more: Any) -> Iterator[None]:
-    """Every log line written inside carries these ids (None values are left out)."""
-    values = {k: str(v) for k, v in dict(photo_id=photo_id, import_id=import_id, event_id=event_id).items() if v is not None}
-    values.update(more)
-    with logger.contextualize(**values):
-        yield
 
 
 def log_no_faces(photo_id: str, *, model: str | None = None, **details: Any) -> None:

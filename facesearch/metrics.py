@@ -27,15 +27,12 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from loguru import logger
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: F401  (re-exported for /metrics)
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
-
-if TYPE_CHECKING:
-    from facesearch.system import System
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 PREFIX = "facesearch"
 
@@ -220,13 +217,10 @@ def error(kind: str) -> None:
     ERRORS.labels(kind).inc()
 
 
-@contextlib.contextmanager
-def observe_search() -> Iterator[None]:
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        SEARCH_SECONDS.observe(time.perf_counter() - started)
+def search_answered(seconds: float) -> None:
+    """One search answered with ranked results (REST, GraphQL and the CLI all search
+    through facesearch.search.FaceSearcher.search, which calls this)."""
+    SEARCH_SECONDS.observe(seconds)
 
 
 def set_consumer_lag(group: str, topic: str, partition: int, lag: int) -> None:
@@ -299,7 +293,7 @@ class _Nvml:
     """NVML through nvidia-ml-py; None when the library or a GPU is missing."""
 
     def __init__(self) -> None:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml
 
         pynvml.nvmlInit()
         self.nvml = pynvml
@@ -367,43 +361,6 @@ def start_resource_sampler(role: str, interval: float = 5.0) -> None:
 
     _sampler = threading.Thread(target=loop, name="metrics-resources", daemon=True)
     _sampler.start()
-
-
-# --- lag, from the read-model database -----------------------------------------------------
-
-
-async def sample_lags(system: System) -> None:
-    """Sets relay, projection and per-partition consumer lag from the database (so any one
-    process, the relay's by default, can report them for everyone)."""
-    import asyncio
-
-    import sqlalchemy as sa
-
-    from commands.relay import relay_published
-    from projections.tables import checkpoints
-
-    head = await asyncio.to_thread(lambda: system.app.recorder.max_notification_id() or 0)
-    if system.relay is not None:
-        RELAY_LAG.set(max(head - system.relay.position, 0))
-    behind = (
-        sa.select(checkpoints.c.projection, checkpoints.c.topic, checkpoints.c.partition,
-                  sa.func.count(relay_published.c.notification_id))
-        .select_from(checkpoints.outerjoin(
-            relay_published,
-            (relay_published.c.topic == checkpoints.c.topic)
-            & (relay_published.c.partition == checkpoints.c.partition)
-            & (relay_published.c.notification_id > checkpoints.c.last_id),
-        ))
-        .group_by(checkpoints.c.projection, checkpoints.c.topic, checkpoints.c.partition)
-    )
-    async with system.engine.connect() as conn:
-        rows = (await conn.execute(behind)).all()
-    per_projection: dict[str, int] = {}
-    for projection, topic, partition, lag in rows:
-        set_consumer_lag(f"{system.settings.consumer_group}.{projection}", topic, partition, lag)
-        per_projection[projection] = per_projection.get(projection, 0) + lag
-    for projection, lag in per_projection.items():
-        PROJECTION_LAG.labels(projection).set(lag)
 
 
 def families() -> dict[str, Any]:

@@ -4,6 +4,7 @@ Milvus, recorded through the command handlers in commands/people.py."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,15 +12,23 @@ from typing import Any
 
 import numpy as np
 
-from commands.clustering import DEFAULT_ALGORITHM
+from commands.clustering import DEFAULT_ALGORITHM, ClusteringError
 from commands.people import (
     ATTACH_SEARCH_LIMIT,
+    CLUSTERING_ARCHIVE_FACES,
+    FaceCandidate,
     FaceSet,
+    PersonPair,
     cosine_threshold,
+    join_threshold,
+    merge_suggestions,
+    nearest_people,
     peek_people,
     record_attachments,
     record_clustering,
+    unassigned_candidates,
 )
+from domain.similarity import Calibration
 from projections.people import embedded_faces
 from projections.vectors import filter_expression
 
@@ -56,11 +65,10 @@ class RunSummary:
     seconds: float
 
 
-def _model_and_threshold(system: Any, model: str | None, percent: float | None) -> tuple[str, float]:
+def _calibration(system: Any, model: str | None, percent: float | None) -> tuple[str, Path, float]:
     model = model or system.settings.embedder
     percent = percent if percent is not None else system.settings.search_threshold_percent
-    calibration = Path(system.settings.models_dir) / model / "calibration.json"  # gpu_workers.weights.calibration_path
-    return model, cosine_threshold(calibration, percent)
+    return model, Path(system.settings.models_dir) / model / "calibration.json", percent  # gpu_workers.weights.calibration_path
 
 
 async def run_clustering(
@@ -69,17 +77,23 @@ async def run_clustering(
 ) -> RunSummary:
     """A full run over the owner's faces embedded by `model` (default: the workers' model),
     recorded as ClusteringCompleted. `percent` is the calibrated similarity for "same person"
-    (default: the search threshold, 85 %); `threshold` overrides it with a raw cosine."""
+    (default: the search threshold, 85 %); `threshold` overrides it with a raw cosine (for
+    the algorithm and for faces joining afterwards alike)."""
     started = time.perf_counter()
-    if threshold is None:
-        model, threshold = _model_and_threshold(system, model, percent)
-    model = model or system.settings.embedder
+    model, calibration, percent = _calibration(system, model, percent)
     faces = await load_face_set(system.engine, system.vectors, owner, model)
+    join = threshold
+    if threshold is None:
+        threshold = cosine_threshold(calibration, percent)
+        join = join_threshold(calibration, percent, len(faces.ids))
     plan = await asyncio.to_thread(
-        record_clustering, system.app, owner, model, faces, threshold, algorithm or DEFAULT_ALGORITHM, params,
+        record_clustering, system.app, owner, model, faces, threshold, algorithm or DEFAULT_ALGORITHM, params, join,
+        system.settings.people_min_faces,
     )
+    # Every person after the run, the ones it kept as the owner corrected them included.
+    after = await asyncio.to_thread(peek_people, system.app, owner, model)
     return RunSummary(
-        owner, model, plan.algorithm, plan.parameters, len(faces.ids), len(plan.people) + len(plan.attached),
+        owner, model, plan.algorithm, plan.parameters, len(faces.ids), len(after.persons) if after else 0,
         sum(len(v) for v in plan.attached.values()), len(plan.unassigned), round(time.perf_counter() - started, 3),
     )
 
@@ -89,9 +103,7 @@ async def attach_new_faces(
 ) -> dict[str, list[str]]:
     """Attaches the owner's faces that arrived since the last run to existing people by
     their nearest neighbours in Milvus (no re-clustering); returns person id → new faces."""
-    if threshold is None:
-        model, threshold = _model_and_threshold(system, model, percent)
-    model = model or system.settings.embedder
+    model, calibration, percent = _calibration(system, model, percent)
     people = await asyncio.to_thread(peek_people, system.app, owner, model)
     seen = (people.seen | set(people.person_of)) if people else set()
     faces = await load_face_set(system.engine, system.vectors, owner, model, exclude=seen)
@@ -99,6 +111,9 @@ async def attach_new_faces(
         return {}
     metric = system.vectors.config.metric_for(model)
     expression = filter_expression(owner)
+    if threshold is None:
+        archive = await asyncio.to_thread(system.vectors.count, model, expression)
+        threshold = join_threshold(calibration, percent, archive)
 
     def neighbours(face_id: str, vector: np.ndarray) -> list[tuple[str, float]]:
         hits = system.vectors.search(model, vector, ATTACH_SEARCH_LIMIT, expression)
@@ -106,3 +121,60 @@ async def attach_new_faces(
         return [(h.face_id, h.distance if metric == "COSINE" else 1.0 - h.distance / 2.0) for h in hits]
 
     return await asyncio.to_thread(record_attachments, system.app, owner, model, faces, neighbours, threshold)
+
+
+# Suggestions, pickers and the review of faces in no person (read-only) ---------------------
+
+class Similarity:
+    """Cosine → calibrated percent, judged as clustering judges a pair (among
+    CLUSTERING_ARCHIVE_FACES faces), so the numbers read like the search's."""
+
+    def __init__(self, calibration_file: Path) -> None:
+        if not calibration_file.is_file():
+            raise ClusteringError(f"no calibration at {calibration_file}: run `facesearch models calibrate` first")
+        self.calibration = Calibration.from_dict(json.loads(calibration_file.read_text())["cosine"])
+
+    def percent(self, cosine: float) -> float:
+        c = self.calibration
+        return round(float(c.percent(c.typical_score(cosine), CLUSTERING_ARCHIVE_FACES)), 1)
+
+
+async def _people_and_faces(system: Any, owner: str, model: str) -> tuple[Any, FaceSet]:
+    people = await asyncio.to_thread(peek_people, system.app, owner, model)
+    if people is None:
+        return None, FaceSet([], np.zeros((0, 1), dtype=np.float32), np.zeros(0, dtype=bool))
+    return people, await load_face_set(system.engine, system.vectors, owner, model)
+
+
+async def suggest_merges(system: Any, owner: str, model: str, limit: int) -> list[tuple[PersonPair, float]]:
+    """Pairs of the owner's people that are probably one, most likely first, with their
+    calibrated similarity; pairs declined ("not the same") never come back. A pair is
+    suggested when its most alike faces reach the search's "same person" (85 %): measured
+    on LFW, two halves of one person reach 100 %, two different people 69-77 %."""
+    model, calibration, percent = _calibration(system, model, None)
+    similarity = Similarity(calibration)
+    people, faces = await _people_and_faces(system, owner, model)
+    floor = cosine_threshold(calibration, percent)
+    pairs = await asyncio.to_thread(merge_suggestions, people, faces, floor, limit)
+    return [(pair, similarity.percent(pair.score)) for pair in pairs]
+
+
+async def people_near(
+    system: Any, owner: str, model: str, face_ids: list[str], exclude: str | None, limit: int,
+) -> list[tuple[str, float]]:
+    """The people nearest these faces (nearest first) with calibrated similarities: for the
+    merge, move and assign pickers."""
+    model, calibration, _ = _calibration(system, model, None)
+    similarity = Similarity(calibration)
+    people, faces = await _people_and_faces(system, owner, model)
+    near = await asyncio.to_thread(nearest_people, people, faces, face_ids, limit, exclude)
+    return [(person_id, similarity.percent(score)) for person_id, score in near]
+
+
+async def review_candidates(system: Any, owner: str, model: str, limit: int) -> list[tuple[FaceCandidate, float]]:
+    """The owner's faces in no person, each with its best candidate person, most similar first."""
+    model, calibration, _ = _calibration(system, model, None)
+    similarity = Similarity(calibration)
+    people, faces = await _people_and_faces(system, owner, model)
+    found = await asyncio.to_thread(unassigned_candidates, people, faces, limit)
+    return [(c, similarity.percent(c.score)) for c in found]

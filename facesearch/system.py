@@ -18,11 +18,12 @@ from loguru import logger
 from commands.app import FaceSearchApp
 from commands.blobs import BlobStore, DirectoryBlobStore, S3BlobStore
 from commands.envelopes import read_envelopes
-from commands.policies import AnalysePhoto
+from commands.policies import AnalysePhoto, EmbedPhoto
 from commands.reconciler import Reconciler
-from commands.relay import ConsumerPosition, OutboxRelay
+from commands.reembedding import Reembedder
+from commands.relay import ConsumerPosition, OutboxRelay, relay_published
 from domain.envelope import EventEnvelope
-from facesearch import metrics
+from facesearch import metrics, milvus_lite
 from facesearch.settings import Settings, Transport
 from facesearch.tansu import TansuBroker
 from facesearch.transport import BrokerTransport
@@ -34,6 +35,7 @@ from projections.people import people_projection
 from projections.photos import imports_projection, photos_projection
 from projections.replay import replay
 from projections.runner import ProjectionRunner
+from projections.tables import checkpoints
 from projections.vectors import FaceVectorIndex, IndexConfig, VectorProjection
 
 # The projections that need nothing but the read-model database; each System adds
@@ -41,6 +43,11 @@ from projections.vectors import FaceVectorIndex, IndexConfig, VectorProjection
 PROJECTIONS: dict[str, Projection] = {
     p.name: p for p in (photos_projection, imports_projection, faces_projection, people_projection)
 }
+
+
+class UnknownProjection(Exception):
+    """A projection was asked for by a name no projection has (a user's mistake, unlike a
+    `KeyError` raised inside a handler)."""
 
 
 def make_blob_store(settings: Settings) -> BlobStore:
@@ -53,9 +60,14 @@ def make_blob_store(settings: Settings) -> BlobStore:
 
 
 def make_vector_index(settings: Settings) -> FaceVectorIndex:
-    return FaceVectorIndex(
-        settings.resolved_milvus_uri(), IndexConfig.from_settings(settings), settings.milvus_token.get_secret_value()
-    )
+    """The configured Milvus; for the Milvus Lite file, the server of a running `facesearch up`
+    when there is one (the file cannot be opened twice; see facesearch/milvus_lite.py)."""
+    config = IndexConfig.from_settings(settings)
+    if not settings.milvus_uri:
+        shared = milvus_lite.running_server(settings.var_dir, settings.resolved_milvus_uri())
+        if shared is not None:
+            return FaceVectorIndex(shared, config, lite=True)
+    return FaceVectorIndex(settings.resolved_milvus_uri(), config, settings.milvus_token.get_secret_value())
 
 
 def make_app(settings: Settings) -> FaceSearchApp:
@@ -69,6 +81,8 @@ class System:
     def __init__(self, settings: Settings, *, start_broker: bool | None = None) -> None:
         self.settings = settings
         self.app = make_app(settings)
+        if settings.allowed_import_roots is None:  # the default drop folder is there to be found
+            settings.import_drop_dir.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(settings.resolved_read_model_url())
         self.vectors = make_vector_index(settings)
         self.projections: dict[str, Projection] = {**PROJECTIONS, "vectors": VectorProjection(self.vectors)}
@@ -81,6 +95,7 @@ class System:
         self.transport: BrokerTransport | None = None
         self.relay: OutboxRelay | None = None
         self.reconciler: Reconciler | None = None
+        self.reembedder: Reembedder | None = None
         self.stats = {name: {"applied": 0, "duplicate": 0, "gap": 0} for name in self.projections}
         self._reported = {"published": 0, "rewinds": 0}
         self._stop = asyncio.Event()
@@ -107,19 +122,29 @@ class System:
                 await asyncio.sleep(0.2 * (attempt + 1))
 
     async def start(
-        self, *, relay: bool = True, projections: bool = True, reconcile: bool = False, workers: bool | None = None
+        self, *, relay: bool = True, projections: bool = True, reconcile: bool = False, workers: bool | None = None,
+        reembed: bool | None = None,
     ) -> None:
         """`workers`: run analysis workers in this process; by default a full system (one
-        that reconciles, as `facesearch up` starts it) does when `settings.run_workers`."""
+        that reconciles, as `facesearch up` starts it) does when `settings.run_workers`.
+        `reembed`: fill in configured models that analysed photos lack (default: `reconcile`)."""
         metrics.start_resource_sampler(self.settings.process_role)
         await self.prepare_read_models()
+        if projections and self.vectors.lite and self.vectors.uri == self.settings.resolved_milvus_uri():
+            # The process that projects into the Milvus Lite file holds it: let the CLI search beside it.
+            try:
+                await asyncio.to_thread(milvus_lite.advertise, self.settings.var_dir, self.vectors.uri)
+            except RuntimeError as error:  # another process holds the file: the CLI opens it when free
+                logger.warning("{}", error)
         if self.own_broker is not None:
             self.own_broker.start()  # in this thread: the broker dies with the thread that started it
         self.transport = BrokerTransport(
             self.settings, bootstrap=self.own_broker.bootstrap if self.own_broker else None
         )
         topics = [self.topic_for_family(f) for p in self.projections.values() for f in p.families]
-        await self.transport.ensure_topics(sorted(set(topics)) + [self.transport.command_topic("analyse")])
+        from gpu_workers.worker import WORKER_COMMANDS
+
+        await self.transport.ensure_topics(sorted(set(topics)) + [self.transport.command_topic(k) for k in WORKER_COMMANDS])
         if workers if workers is not None else (reconcile and self.settings.run_workers):
             await self.add_worker()
         if projections:
@@ -160,23 +185,28 @@ class System:
                 self.settings.partitions, self.settings.reconcile_after_seconds,
             )
             self._tasks.append(asyncio.create_task(self._every(self.settings.reconcile_after_seconds / 4, self.reconciler.reconcile)))
+        if reconcile if reembed is None else reembed:
+            self.reembedder = Reembedder(
+                self._photos_missing_model, self.transport, self.transport.command_topic, self.settings.partitions,
+                self.settings.embedders, batch=self.settings.reembed_batch, grace_seconds=self.settings.reembed_grace_seconds,
+                resend_after_seconds=self.settings.reconcile_after_seconds, idle_seconds=self.settings.reconcile_after_seconds,
+            )
+            self._tasks.append(asyncio.create_task(self._every(self.settings.reembed_every_seconds, self.reembedder.run_round)))
 
     async def add_worker(self, name: str = "worker") -> Any:
-        """An analysis worker in this process (models load here); call before the transport starts."""
-        from gpu_workers.worker import FaceWorker, attach_worker, make_analyzer
+        """An analysis worker in this process, with every configured embedder (models load
+        here); call before the transport starts."""
+        from gpu_workers.worker import attach_worker, make_worker
 
-        analyzer = await asyncio.to_thread(make_analyzer, self.settings)
-        worker = FaceWorker(
-            self.app, analyzer, decode_threads=self.settings.worker_decode_threads, name=name,
-            observer=metrics.WorkerMetrics(),
-        )
+        worker = await asyncio.to_thread(make_worker, self.app, self.settings, name=name, observer=metrics.WorkerMetrics())
         attach_worker(self.transport, self.settings, worker)
         self.workers.append(worker)
         return worker
 
     async def _consume(self, projection: str, topic: str, body: dict[str, Any]) -> None:
         try:
-            with metrics.observe_stage("project"):
+            # Writing vectors into Milvus is the pipeline's `index` stage; the read models are `project`.
+            with metrics.observe_stage("index" if projection == "vectors" else "project"):
                 outcome = await self.runner.handle(projection, topic, EventEnvelope.from_dict(body))
         except Exception:
             # Not applied, checkpoint unmoved: the relay will deliver it again.
@@ -192,14 +222,51 @@ class System:
         cutoff = datetime.fromtimestamp(imported_before, UTC).isoformat()
         return [AnalysePhoto(*row) for row in await queries.unanalysed_photos(self.engine, cutoff)]
 
+    async def _photos_missing_model(self, model: str, analysed_before: float, limit: int) -> list[EmbedPhoto]:
+        cutoff = datetime.fromtimestamp(analysed_before, UTC).isoformat()
+        rows = await queries.photos_missing_model(self.engine, model, cutoff, limit)
+        return [EmbedPhoto(photo_id, content_hash, owner, model) for photo_id, content_hash, owner in rows]
+
+    async def embedding_progress(self) -> dict[str, dict[str, int]]:
+        """Per configured model: faces embedded of faces detected (a model added later fills in)."""
+        return await queries.embedding_progress(self.engine, self.settings.embedders)
+
     async def _sample_metrics(self) -> None:
         if self.relay is not None:  # the relay counts in plain attributes; mirror the growth
             metrics.RELAY_PUBLISHED.inc(self.relay.published_total - self._reported["published"])
             metrics.RELAY_REWINDS.inc(self.relay.rewinds - self._reported["rewinds"])
             self._reported = {"published": self.relay.published_total, "rewinds": self.relay.rewinds}
-        await metrics.sample_lags(self)
+        await self._sample_lags()
+
+    async def _sample_lags(self) -> None:
+        """Sets relay, projection and per-partition consumer lag from the database (so any one
+        process, the relay's by default, can report them for everyone)."""
+        head = await asyncio.to_thread(lambda: self.app.recorder.max_notification_id() or 0)
+        if self.relay is not None:
+            metrics.RELAY_LAG.set(max(head - self.relay.position, 0))
+        behind = (
+            sa.select(checkpoints.c.projection, checkpoints.c.topic, checkpoints.c.partition,
+                      sa.func.count(relay_published.c.notification_id))
+            .select_from(checkpoints.outerjoin(
+                relay_published,
+                (relay_published.c.topic == checkpoints.c.topic)
+                & (relay_published.c.partition == checkpoints.c.partition)
+                & (relay_published.c.notification_id > checkpoints.c.last_id),
+            ))
+            .group_by(checkpoints.c.projection, checkpoints.c.topic, checkpoints.c.partition)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(behind)).all()
+        per_projection: dict[str, int] = {}
+        for projection, topic, partition, lag in rows:
+            metrics.set_consumer_lag(f"{self.settings.consumer_group}.{projection}", topic, partition, lag)
+            per_projection[projection] = per_projection.get(projection, 0) + lag
+        for projection, lag in per_projection.items():
+            metrics.PROJECTION_LAG.labels(projection).set(lag)
 
     async def _recover_if_broker_lost(self) -> None:
+        if self.transport is None:  # scheduled only once the transport started
+            return
         if await self.transport.recover_if_broker_lost() and self.relay is not None:
             await self.relay.republish_unapplied()
 
@@ -261,7 +328,7 @@ class System:
         counts = {}
         for name in names or list(self.projections):
             if name not in self.projections:
-                raise KeyError(f"no projection named {name!r}; known: {', '.join(self.projections)}")
+                raise UnknownProjection(f"no projection named {name!r}; known: {', '.join(self.projections)}")
             projection = self.projections[name]
             if hasattr(projection, "reset"):  # state outside the database (Milvus) goes too
                 await projection.reset()
@@ -270,6 +337,7 @@ class System:
 
     async def stop(self) -> None:
         self._stop.set()
+        milvus_lite.withdraw(self.settings.var_dir)
         for task in self._tasks:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 10)

@@ -50,7 +50,8 @@ class BrokerTransport:
             return RabbitBroker(self.settings.rabbitmq_url, logger=None)
         from faststream.redis import RedisBroker
 
-        return RedisBroker(self.settings.redis_url, logger=None)
+        # faststream types Redis's logger without None, which turns its logging off here as on the others.
+        return RedisBroker(self.settings.redis_url, logger=None)  # type: ignore[arg-type]
 
     async def reconnect(self) -> None:
         """Replaces every producer and consumer with new ones: the way back from a broker
@@ -228,7 +229,9 @@ class BrokerTransport:
         rewound = 0
         for subscriber in self._kafka_subscribers:
             consumer = getattr(subscriber, "consumer", None)
-            assigned = list(consumer.assignment()) if consumer is not None else []
+            if consumer is None:
+                continue
+            assigned = list(consumer.assignment())
             if not assigned:
                 continue
             ends = await asyncio.wait_for(consumer.end_offsets(assigned), 5)
@@ -243,7 +246,9 @@ class BrokerTransport:
         described = []
         for subscriber in self._kafka_subscribers:
             consumer = getattr(subscriber, "consumer", None)
-            assigned = list(consumer.assignment()) if consumer else []
+            if not consumer:
+                continue
+            assigned = list(consumer.assignment())
             ends = await consumer.end_offsets(assigned) if assigned else {}
             for tp in assigned:
                 described.append((tp.topic, tp.partition, await consumer.position(tp), ends[tp]))

@@ -13,7 +13,7 @@ from facesearch.metrics import WorkerMetrics
 from facesearch.settings import Settings
 from facesearch.system import make_app
 from facesearch.transport import BrokerTransport
-from gpu_workers.worker import FaceWorker, attach_worker, make_analyzer
+from gpu_workers.worker import WORKER_COMMANDS, attach_worker, make_worker
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -23,15 +23,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     app = make_app(settings)
-    worker = FaceWorker(
-        app, make_analyzer(settings), decode_threads=settings.worker_decode_threads, name="worker",
-        observer=WorkerMetrics(),
-    )
+    worker = make_worker(app, settings, name="worker", observer=WorkerMetrics())
     transport = BrokerTransport(settings)
-    await transport.ensure_topics([transport.command_topic("analyse")])
+    await transport.ensure_topics([transport.command_topic(kind) for kind in WORKER_COMMANDS])
     attach_worker(transport, settings, worker)
     await transport.start()
-    logger.info("worker ready: {} + {}, batches of {}", settings.detector, settings.embedder, settings.worker_batch_size)
+    logger.info("worker ready: {} + {}, batches of {}", settings.detector, ", ".join(settings.embedders), settings.worker_batch_size)
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):

@@ -4,16 +4,22 @@
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from commands.images import decode_rgb
 from domain.faces import DetectedFace
-from domain.similarity import METRICS, Calibration, best_threshold, fit_calibration
+from domain.similarity import Calibration, best_threshold
 from gpu_workers.analyzer import FaceAnalyzer
+from gpu_workers.calibration import (
+    ScoreCalibration,
+    fit_joint_calibration,
+    fit_score_calibration,
+    save_joint_calibration,
+    save_score_calibration,
+)
 from gpu_workers.weights import calibration_path
 
 
@@ -36,11 +42,15 @@ def read_pairs(csv_path: Path) -> list[Pair]:
     ]
 
 
+# Evaluation images are this project's own data, not what users send: the pixel limit, a guard
+# against hostile uploads, does not apply (Pillow's own decompression-bomb check still does).
+EVALUATION_MAX_PIXELS = 2**40
+
+
 def read_rgb(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(f"cannot read image {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    """An evaluation image, decoded as the worker decodes photos (so calibrations fitted on
+    these pixels hold for the archive's)."""
+    return decode_rgb(Path(path).read_bytes(), EVALUATION_MAX_PIXELS)
 
 
 def central_face(image: np.ndarray, faces: list[DetectedFace]) -> int | None:
@@ -64,6 +74,7 @@ class PairScores:
     pairs: list[Pair]
     cosine: np.ndarray
     no_face: list[str] = field(default_factory=list)
+    normalised: np.ndarray | None = None  # cohort-normalised scores, when scored with a calibration
 
     def raw(self, metric: str) -> np.ndarray:
         return self.cosine if metric == "cosine" else np.sqrt(np.maximum(0.0, 2.0 - 2.0 * self.cosine))
@@ -86,15 +97,19 @@ def embed_images(analyzer: FaceAnalyzer, root: Path, paths: list[str], batch: in
     return out
 
 
-def score_pairs(analyzer: FaceAnalyzer, pairs: list[Pair], root: Path) -> PairScores:
+def score_pairs(analyzer: FaceAnalyzer, pairs: list[Pair], root: Path, calibration: ScoreCalibration | None = None) -> PairScores:
+    """Raw cosine per pair; with a calibration also its cohort-normalised score (`normalised`)."""
     paths = sorted({p.path_a for p in pairs} | {p.path_b for p in pairs})
     vectors = embed_images(analyzer, root, paths)
-    cos = np.array([
-        float(np.dot(vectors[p.path_a], vectors[p.path_b]))
-        if vectors[p.path_a] is not None and vectors[p.path_b] is not None else np.nan
-        for p in pairs
-    ])
-    return PairScores(pairs, cos, [p for p in paths if vectors[p] is None])
+    found = {path: v for path, v in vectors.items() if v is not None}
+    both = [p.path_a in found and p.path_b in found for p in pairs]
+    cos = np.array([float(np.dot(found[p.path_a], found[p.path_b])) if ok else np.nan for p, ok in zip(pairs, both)])
+    normalised = None
+    if calibration is not None:
+        normalised = np.array([
+            calibration.pair_percent(found[p.path_a], found[p.path_b])[0] if ok else np.nan for p, ok in zip(pairs, both)
+        ])
+    return PairScores(pairs, cos, [p for p in paths if p not in found], normalised)
 
 
 @dataclass(frozen=True)
@@ -145,19 +160,58 @@ def ten_fold(raw: np.ndarray, labels: np.ndarray, folds: np.ndarray, metric: str
     return Verification(float(np.mean(accs)), v.precision, v.recall, v.f1, float(np.mean(thresholds)), v.pairs, v.failed_pairs), accs
 
 
-def fit_and_store_calibration(
-    analyzer: FaceAnalyzer, pairs_csv: Path, root: Path, models_dir: Path
-) -> dict[str, Calibration]:
-    """Fit cosine and L2 calibrations for the analyzer's embedder on these pairs and write
-    them to `models_dir/<embedder>/calibration.json`. Pairs without a face are left out of
-    the fit (they carry no score)."""
-    scores = score_pairs(analyzer, read_pairs(pairs_csv), root)
-    ok = ~np.isnan(scores.cosine)
-    source = f"{Path(pairs_csv).name} ({int(ok.sum())} pairs, detector {analyzer.detector_name}, flip={analyzer.embedder.flip})"
-    calibrations = {
-        metric: fit_calibration(analyzer.embedder.name, metric, scores.raw(metric)[ok].tolist(), scores.labels[ok].tolist(), fitted_on=source)
-        for metric in METRICS
-    }
-    path = calibration_path(models_dir, analyzer.embedder.name)
-    path.write_text(json.dumps({m: c.to_dict() for m, c in calibrations.items()}, indent=2, sort_keys=True))
-    return calibrations
+def calibration_images(pairs_csvs: list[Path], held_out_csv: Path | None) -> list[str]:
+    """The images a calibration is fitted on: every image of the pairs files, less the people of
+    `held_out_csv` (a `path,identity` file such as LFW clusters.csv) so they stay unseen."""
+    paths = sorted({path for csv_path in pairs_csvs for p in read_pairs(csv_path) for path in (p.path_a, p.path_b)})
+    held_out: set[str] = set()
+    if held_out_csv is not None and Path(held_out_csv).is_file():
+        with open(held_out_csv, newline="") as f:
+            held_out = {row["identity"] for row in csv.DictReader(f)}
+    return [p for p in paths if Path(p).parent.name not in held_out]
+
+
+@dataclass(frozen=True)
+class CalibrationFaces:
+    """The central face of each calibration image that has one, with its person."""
+
+    paths: list[str]
+    vectors: np.ndarray
+    people: list[str]
+    source: str
+
+
+def calibration_faces(analyzer: FaceAnalyzer, pairs_csvs: list[Path], root: Path, held_out_csv: Path | None = None) -> CalibrationFaces:
+    """Embeds the images of `pairs_csvs` less the people of `held_out_csv` (each image's
+    central face, labelled by its folder)."""
+    paths = calibration_images(pairs_csvs, held_out_csv)
+    vectors = embed_images(analyzer, root, paths)
+    found = {path: v for path, v in vectors.items() if v is not None}
+    kept = [p for p in paths if p in found]
+    people = [Path(p).parent.name for p in kept]
+    source = (
+        f"{' + '.join(Path(p).name for p in pairs_csvs)} images less the people of "
+        f"{Path(held_out_csv).name if held_out_csv else 'none'}: {len(kept)} faces of {len(set(people))} people, "
+        f"detector {analyzer.detector_name}, flip={analyzer.embedder.flip}"
+    )
+    return CalibrationFaces(kept, np.stack([found[p] for p in kept]), people, source)
+
+
+def fit_and_store_calibration(analyzer: FaceAnalyzer, faces: CalibrationFaces, models_dir: Path) -> ScoreCalibration:
+    """Fit the embedder's calibration on these faces and store it beside the weights (see
+    gpu_workers.calibration)."""
+    calibration = fit_score_calibration(analyzer.embedder.name, faces.vectors, faces.people, fitted_on=faces.source)
+    save_score_calibration(calibration_path(models_dir, analyzer.embedder.name).parent, calibration)
+    return calibration
+
+
+def fit_and_store_joint_calibration(
+    calibrations: list[ScoreCalibration], faces: list[CalibrationFaces], models_dir: Path
+) -> Calibration:
+    """The cross-check's calibration of these models, on the faces every one of them embedded."""
+    common = sorted(set.intersection(*(set(f.paths) for f in faces)))
+    rows = [{p: i for i, p in enumerate(f.paths)} for f in faces]
+    vectors = [f.vectors[[r[p] for p in common]] for f, r in zip(faces, rows)]
+    joint = fit_joint_calibration(calibrations, vectors, [Path(p).parent.name for p in common])
+    save_joint_calibration(models_dir, joint)
+    return joint

@@ -1,4 +1,5 @@
-"""Model names -> classes. A new detector or embedder is one file plus one line here."""
+"""Model names -> classes. A new detector or embedder is one file plus one line here, and
+its spec (files, SHA-256, licence, fetching) in gpu_workers/specs.py."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from gpu_workers.detectors.retinaface import RetinaFaceDetector, RetinaFaceResNe
 from gpu_workers.embedders.arcface import ArcFaceEmbedder
 from gpu_workers.embedders.base import Embedder
 from gpu_workers.embedders.facenet512 import FaceNet512Embedder
+from gpu_workers.specs import SPECS, ModelSpec
 
 DETECTORS: dict[str, type[Detector]] = {
     "retinaface": RetinaFaceDetector,
@@ -38,3 +40,11 @@ def embedder_class(name: str) -> type[Embedder]:
         return EMBEDDERS[name]
     except KeyError:
         raise UnknownModel(f"Unknown embedder {name!r}; choose one of {sorted(EMBEDDERS)}") from None
+
+
+def model_spec(name: str) -> ModelSpec:
+    """What the model is: files, pinned SHA-256, licence, input size, metric, how it is fetched."""
+    try:
+        return SPECS[name]
+    except KeyError:
+        raise UnknownModel(f"Unknown model {name!r}; choose one of {sorted(SPECS)}") from None

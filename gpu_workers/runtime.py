@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import onnxruntime as ort
 
 # Preference order; only those the installed onnxruntime build offers are used.
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+_gpu_preference: tuple[str, ...] = GPU_PROVIDERS
+# cuDNN's exhaustive algorithm search runs again for every new input shape; the embedder's batch
+# is the number of faces found, which changes from call to call, so the heuristic choice is used.
+PROVIDER_OPTIONS: dict[str, dict[str, Any]] = {"CUDAExecutionProvider": {"cudnn_conv_algo_search": "HEURISTIC"}}
+
+
+def prefer_gpu_providers(names: Sequence[str]) -> None:
+    """Sessions made from now on use only these GPU providers, in this order (a benchmark of
+    the CUDA provider alone passes ("CUDAExecutionProvider",)); unknown names are refused."""
+    global _gpu_preference
+    unknown = set(names) - set(GPU_PROVIDERS)
+    if unknown:
+        raise ValueError(f"not a GPU provider of this runtime: {', '.join(sorted(unknown))}")
+    _gpu_preference = tuple(names)
 
 
 def available_providers(use_gpu: bool = True) -> list[str]:
     offered = ort.get_available_providers()
-    chosen = [p for p in GPU_PROVIDERS if use_gpu and p in offered]
+    chosen = [p for p in _gpu_preference if use_gpu and p in offered]
     return chosen + ["CPUExecutionProvider"]
 
 
@@ -24,4 +40,7 @@ def create_session(model: Path | str | bytes, threads: int = 2, use_gpu: bool = 
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, sess_options=options, providers=available_providers(use_gpu))
+    providers = available_providers(use_gpu)
+    return ort.InferenceSession(
+        source, sess_options=options, providers=providers, provider_options=[PROVIDER_OPTIONS.get(p, {}) for p in providers],
+    )

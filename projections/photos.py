@@ -135,7 +135,8 @@ async def _problem(conn: AsyncConnection, e: EventEnvelope, kind: str) -> None:
     await _bump(conn, e, **{kind: 1})
     await conn.execute(
         import_problems.insert().values(
-            import_id=e.aggregate_id, source_ref=e.payload["source_ref"], kind=kind, reason=e.payload["reason"]
+            import_id=e.aggregate_id, source_ref=e.payload["source_ref"], kind=kind, reason=e.payload["reason"],
+            code=e.payload.get("code") or None, params=e.payload.get("params") or {},
         )
     )
 
@@ -150,9 +151,11 @@ async def photo_failed(conn: AsyncConnection, e: EventEnvelope) -> None:
     await _problem(conn, e, "failed")
 
 
-async def _finish(conn: AsyncConnection, e: EventEnvelope, status: str, reason: str | None = None) -> None:
+async def _finish(conn: AsyncConnection, e: EventEnvelope, status: str, reason: str | None = None,
+                  code: str | None = None, params: dict | None = None) -> None:
     await conn.execute(
-        imports.update().where(imports.c.id == e.aggregate_id).values(status=status, reason=reason, updated_at=e.timestamp)
+        imports.update().where(imports.c.id == e.aggregate_id).values(
+            status=status, reason=reason, reason_code=code, reason_params=params, updated_at=e.timestamp)
     )
 
 
@@ -163,7 +166,8 @@ async def import_completed(conn: AsyncConnection, e: EventEnvelope) -> None:
 
 @imports_projection.on("ImportFailed")
 async def import_failed(conn: AsyncConnection, e: EventEnvelope) -> None:
-    await _finish(conn, e, "failed", e.payload["reason"])
+    p = e.payload  # version 1 events are upcast to an empty code (domain.import_job)
+    await _finish(conn, e, "failed", p["reason"], p.get("code") or None, p.get("params") or {})
 
 
 @imports_projection.on("ImportCancelled")

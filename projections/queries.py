@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from projections.tables import checkpoints, imports, photos
+from projections.tables import checkpoints, faces, imports, photos
 
 
 async def checkpoint_rows(engine: AsyncEngine) -> list[tuple[str, str, int, int, float]]:
@@ -26,6 +26,39 @@ async def unanalysed_photos(engine: AsyncEngine, imported_before_iso: str) -> li
             )
         )
         return [tuple(r) for r in rows]
+
+
+def _embedded_by(model: str) -> sa.ColumnElement[bool]:
+    """The face's comma-separated `models` names `model` (whole names: "arcface" is not "arcface2")."""
+    return (sa.literal(",") + faces.c.models + sa.literal(",")).contains(f",{model},", autoescape=True)
+
+
+async def photos_missing_model(
+    engine: AsyncEngine, model: str, processed_before_iso: str, limit: int
+) -> list[tuple[str, str, str]]:
+    """(photo id, content hash, owner) of up to `limit` photos, in id order, with a face that
+    `model` has not embedded, analysed before the cutoff."""
+    query = (
+        sa.select(faces.c.photo_id, photos.c.content_hash, photos.c.owner)
+        .join(photos, photos.c.id == faces.c.photo_id)
+        .where(
+            faces.c.deleted.is_(False) & photos.c.deleted.is_(False) & ~_embedded_by(model)
+            & (faces.c.processed_at < processed_before_iso)
+        )
+        .distinct()
+        .order_by(faces.c.photo_id)
+        .limit(limit)
+    )
+    async with engine.connect() as conn:
+        return [tuple(r) for r in await conn.execute(query)]
+
+
+async def embedding_progress(engine: AsyncEngine, models: list[str]) -> dict[str, dict[str, int]]:
+    """Per model: faces it has embedded, of the faces detected (deleted photos left out)."""
+    columns = [sa.func.count()] + [sa.func.coalesce(sa.func.sum(sa.case((_embedded_by(m), 1), else_=0)), 0) for m in models]
+    async with engine.connect() as conn:
+        total, *embedded = (await conn.execute(sa.select(*columns).where(faces.c.deleted.is_(False)))).one()
+    return {model: {"embedded": int(n), "faces": int(total)} for model, n in zip(models, embedded)}
 
 
 async def status_counts(engine: AsyncEngine) -> dict[str, int]:

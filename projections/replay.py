@@ -24,9 +24,9 @@ async def replay(
     """Rebuilds one projection; returns how many events it applied."""
     async with runner.writer.transaction() as conn:
         for table in reversed(projection.tables):
-            await conn.run_sync(lambda sync_conn, t=table: t.drop(sync_conn, checkfirst=True))
+            await conn.run_sync(table.drop, checkfirst=True)
         for table in projection.tables:
-            await conn.run_sync(lambda sync_conn, t=table: t.create(sync_conn))
+            await conn.run_sync(table.create)
         await conn.execute(checkpoints.delete().where(checkpoints.c.projection == projection.name))
 
     heads: dict[tuple[str, int], int] = {}

@@ -64,6 +64,9 @@ imports = sa.Table(
     sa.Column("skipped", sa.Integer, nullable=False, default=0),
     sa.Column("failed", sa.Integer, nullable=False, default=0),
     sa.Column("reason", sa.Text),
+    # Why it failed for clients to word (a SourceError code) and the values it quotes.
+    sa.Column("reason_code", sa.String(40)),
+    sa.Column("reason_params", sa.JSON),
     sa.Column("created_at", sa.String(40), nullable=False),
     sa.Column("updated_at", sa.String(40), nullable=False),
 )
@@ -75,6 +78,8 @@ import_problems = sa.Table(
     sa.Column("source_ref", sa.Text, primary_key=True),
     sa.Column("kind", sa.String(16), nullable=False),  # "skipped" or "failed"
     sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("code", sa.String(40)),  # TOO_MANY_PIXELS, EMPTY_FILE, checksum_mismatch, …
+    sa.Column("params", sa.JSON),
 )
 
 # One row per detected face (the faces read model), with its photo's provenance copied in
@@ -157,6 +162,14 @@ people = sa.Table(
     sa.Column("representative_face_id", sa.String(48), nullable=False),
     sa.Column("edited", sa.Boolean, nullable=False, default=False),  # corrected by hand: runs keep its faces
     sa.Column("updated_at", sa.String(40), nullable=False),
+)
+
+# People the owner hid from the list (a table of its own: create_all adds it to older databases).
+hidden_people = sa.Table(
+    "hidden_people",
+    metadata,
+    sa.Column("person_id", sa.String(16), primary_key=True),
+    sa.Column("people_id", sa.String(36), nullable=False, index=True),
 )
 
 person_faces = sa.Table(

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import re
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +32,13 @@ from projections.tables import vector_photos
 INDEX_TYPES = ("HNSW", "IVF_PQ", "IVF_SQ8", "IVF_FLAT", "FLAT")
 # Milvus Lite builds these (measured: IVF_PQ is refused when the collection loads).
 LITE_INDEX_TYPES = ("HNSW", "IVF_FLAT", "IVF_SQ8", "FLAT")
+# Milvus Lite's in-process gRPC server keeps grpcio's default ping policy (one ping per 5
+# minutes without data), and answers pymilvus's 10 s keepalive with GOAWAY "too many
+# pings": idle clients of a Lite server ping rarely, and never without a call.
+LITE_GRPC_OPTIONS = {"grpc.keepalive_time_ms": 330_000, "grpc.keepalive_permit_without_calls": 0}
+# A Lite server shares its process's CPU with detection and embedding: a busy process can
+# take seconds to accept a connection, so opening one is tried for this long.
+CONNECT_PATIENCE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -99,25 +109,94 @@ def epoch_seconds(iso: str) -> int:
     return int(datetime.fromisoformat(iso).timestamp())
 
 
+class VectorIndexUnavailable(RuntimeError):
+    """Milvus could not serve a collection (not loadable, or down). `code` is stable, for
+    clients; the message is for people and never carries Milvus's own text."""
+
+    code = "VECTOR_INDEX_UNAVAILABLE"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"the face index ({name}) is not available right now: try again in a minute")
+
+
+def _is_released(error: Exception) -> bool:
+    """A collection Milvus holds on disk but not in memory (every collection after a restart)."""
+    text = str(error).lower()
+    return "released" in text or "not loaded" in text or "load()" in text or getattr(error, "code", None) == 101
+
+
+def _is_disconnected(error: Exception) -> bool:
+    """The client lost its connection (a gRPC GOAWAY such as "too many pings", a restarted server)."""
+    text = str(error).lower()
+    return "fail connecting" in text or "unavailable" in text or "too many pings" in text
+
+
 class FaceVectorIndex:
     """Face collections in Milvus (Lite file or server). Synchronous: call it off the event loop."""
 
-    def __init__(self, uri: str, config: IndexConfig, token: str = "") -> None:
+    def __init__(self, uri: str, config: IndexConfig, token: str = "", lite: bool | None = None) -> None:
         self.uri = uri
         self.config = config
         self.token = token
         self._client: Any = None
-        self.lite = not uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
+        # A file path is Milvus Lite; so is another process's Lite server (`lite=True`).
+        self.lite = not uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:")) if lite is None else lite
         self._known: dict[str, int] = {}  # collection -> dimension
+        self._loaded: set[str] = set()  # collections this process loaded (or created loaded)
+        self._opening = threading.Lock()
 
     @property
     def client(self) -> Any:
         """Connects on first use: building a System must not start Milvus Lite."""
         if self._client is None:
-            from pymilvus import MilvusClient
-
-            self._client = MilvusClient(self.uri, token=self.token) if self.token else MilvusClient(self.uri)
+            # Threads race here after a start (projection and first search): Milvus Lite
+            # locks its file per open, so a second open in the same process fails.
+            with self._opening:
+                if self._client is None:
+                    self._client = self._connect()
         return self._client
+
+    def _connect(self) -> Any:
+        from pymilvus import MilvusClient
+
+        # pymilvus logs every failed call with a traceback before raising it (its import sets
+        # that up); each one is answered here (a reload after a restart, a reconnect) and
+        # logged in our words, so its own lines would only repeat ours as alarms.
+        logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+
+        options: dict[str, Any] = {"grpc_options": LITE_GRPC_OPTIONS} if self.lite else {}
+        if self.token:
+            options["token"] = self.token
+        deadline = time.monotonic() + CONNECT_PATIENCE_S
+        while True:
+            try:
+                return MilvusClient(self.uri, **options)
+            except Exception as error:
+                if time.monotonic() >= deadline:
+                    logger.error("cannot open Milvus at {}: {}", self.uri if self.lite else "the configured server", error)
+                    raise VectorIndexUnavailable("Milvus") from error
+                logger.warning("Milvus is not answering yet: trying again ({})", type(error).__name__)
+                time.sleep(1.0)
+
+    def _call(self, action: Any) -> Any:
+        """`action()`, connecting again once when the connection was lost on the way (a
+        restarted server, a GOAWAY); `VectorIndexUnavailable` for any other Milvus error, or
+        when it fails again (Milvus's own text goes to the log, never to a client)."""
+        from pymilvus.exceptions import MilvusException
+
+        try:
+            return action()
+        except MilvusException as error:
+            if not _is_disconnected(error):
+                logger.error("Milvus failed: {}", error)
+                raise VectorIndexUnavailable("Milvus") from error
+            logger.warning("Milvus connection lost: connecting again")
+            self.close()  # the next use of `client` connects anew
+        try:
+            return action()
+        except MilvusException as error:
+            logger.error("Milvus failed again after connecting anew: {}", error)
+            raise VectorIndexUnavailable("Milvus") from error
 
     @property
     def index_type(self) -> str:
@@ -159,7 +238,7 @@ class FaceVectorIndex:
         name = collection_name(model)
         if self._known.get(name) == dim:
             return name
-        if not self.client.has_collection(name):
+        if not self._call(lambda: self.client.has_collection(name)):
             schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
             schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=48)
             schema.add_field("photo_id", DataType.VARCHAR, max_length=36)
@@ -168,49 +247,98 @@ class FaceVectorIndex:
             schema.add_field("import_id", DataType.VARCHAR, max_length=36)
             schema.add_field("imported_at", DataType.INT64)  # epoch seconds
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
-            self.client.create_collection(
-                name, schema=schema, index_params=self._index_params(self.config.metric_for(model), dim),
-                consistency_level=self.config.consistency,
-            )
+            index_params = self._call(lambda: self._index_params(self.config.metric_for(model), dim))
+            self._call(lambda: self.client.create_collection(
+                name, schema=schema, index_params=index_params, consistency_level=self.config.consistency,
+            ))
             logger.info("created Milvus collection {} ({}-d, {}, {})", name, dim, self.config.metric_for(model), self.index_type)
+        self._load(name)
         self._known[name] = dim
         return name
+
+    def _load(self, name: str) -> None:
+        """Milvus keeps a collection released after its server (or Lite file) restarts: load
+        it once per process before using it; loading a loaded collection costs nothing."""
+        if name not in self._loaded:
+            self.client.load_collection(name)
+            self._wait_until_loaded(name)
+            self._loaded.add(name)
+
+    def _wait_until_loaded(self, name: str, within_s: float = 10.0) -> None:
+        """Milvus may still be loading when `load_collection` returns (seen after a restart:
+        the first search found the collection "released"): wait for its state to say so."""
+        deadline = time.monotonic() + within_s
+        while (state := str(self.client.get_load_state(name).get("state"))) and ("NotLoad" in state or "Loading" in state):
+            if time.monotonic() >= deadline:
+                logger.warning("Milvus collection {} is not loaded after {} s", name, within_s)
+                return
+            time.sleep(0.1)
+
+    def _on_loaded(self, name: str, action: Any) -> Any:
+        """`action()` on a loaded collection; one reload and retry when Milvus says it was
+        released behind our back; `VectorIndexUnavailable` when it still fails, or for any
+        other Milvus error (its own text goes to the log, never to a client)."""
+        from pymilvus.exceptions import MilvusException
+
+        try:
+            self._load(name)
+            return action()
+        except MilvusException as error:
+            if _is_disconnected(error):
+                logger.warning("Milvus connection lost on {}: connecting again", name)
+                self.close()  # the next use of `client` connects anew
+            elif not _is_released(error):
+                logger.error("Milvus failed on {}: {}", name, error)
+                raise VectorIndexUnavailable(name) from error
+            else:
+                logger.warning("Milvus collection {} was released: loading it again", name)
+        self._loaded.discard(name)
+        try:
+            self._load(name)
+            return action()
+        except Exception as error:
+            logger.error("Milvus collection {} still unusable after a reload: {}", name, error)
+            raise VectorIndexUnavailable(name) from error
 
     def upsert(self, model: str, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
             name = self.ensure_collection(model, len(rows[0]["vector"]))
-            self.client.upsert(name, list(rows))
+            self._on_loaded(name, lambda: self.client.upsert(name, list(rows)))
 
     def delete_photo(self, photo_id: str) -> None:
         for name in self.collections():
-            self.client.delete(name, filter=f'photo_id == "{photo_id}"')
+            self._on_loaded(name, lambda: self.client.delete(name, filter=f'photo_id == "{photo_id}"'))
 
     def collections(self) -> list[str]:
-        return [n for n in self.client.list_collections() if n.startswith("faces_")]
+        return [n for n in self._call(lambda: self.client.list_collections()) if n.startswith("faces_")]
 
     def models(self) -> list[str]:
         return [n.removeprefix("faces_") for n in self.collections()]
 
     def drop_all(self) -> None:
         for name in self.collections():
-            self.client.drop_collection(name)
+            self._call(lambda: self.client.drop_collection(name))
         self._known.clear()
+        self._loaded.clear()
 
-    def count(self, model: str) -> int:
+    def count(self, model: str, filter_expr: str = "") -> int:
+        """Faces in the model's collection (matching `filter_expr`, when given)."""
         name = collection_name(model)
-        if not self.client.has_collection(name):
+        if not self._call(lambda: self.client.has_collection(name)):
             return 0
-        return int(self.client.query(name, filter="", output_fields=["count(*)"])[0]["count(*)"])
+        rows = self._on_loaded(name, lambda: self.client.query(name, filter=filter_expr, output_fields=["count(*)"]))
+        return int(rows[0]["count(*)"])
 
     def search(self, model: str, vector: np.ndarray, limit: int, filter_expr: str = "") -> list[VectorHit]:
         """The `limit` nearest faces to `vector` that match `filter_expr`, nearest first."""
         name = collection_name(model)
-        if not self.client.has_collection(name):
+        if not self._call(lambda: self.client.has_collection(name)):
             return []
-        result = self.client.search(
-            name, [np.asarray(vector, dtype=np.float32).tolist()], limit=limit, filter=filter_expr,
+        query = [np.asarray(vector, dtype=np.float32).tolist()]
+        result = self._on_loaded(name, lambda: self.client.search(
+            name, query, limit=limit, filter=filter_expr,
             output_fields=["photo_id", "source"], search_params=self.search_params(), anns_field="vector",
-        )
+        ))
         hits = []
         for hit in result[0]:
             fid = str(hit["id"])
@@ -222,13 +350,20 @@ class FaceVectorIndex:
         """The stored vectors of these faces (for exact verification)."""
         if not face_ids:
             return {}
-        rows = self.client.query(collection_name(model), ids=list(face_ids), output_fields=["vector"])
+        name = collection_name(model)
+        if not self._call(lambda: self.client.has_collection(name)):
+            return {}
+        rows = self._on_loaded(name, lambda: self.client.query(name, ids=list(face_ids), output_fields=["vector"]))
         return {str(r["id"]): np.asarray(r["vector"], dtype=np.float32) for r in rows}
 
     def close(self) -> None:
         if self._client is not None:
-            self._client.close()
+            try:
+                self._client.close()
+            except Exception as error:  # a client whose connection is already gone
+                logger.debug("closing the Milvus client: {}", error)
             self._client = None
+            self._loaded.clear()
 
 
 def filter_expression(

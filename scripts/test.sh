@@ -19,4 +19,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# Lint first, so a finding fails the run (and CI) before the long tests: ruff and mypy read
+# their settings from pyproject.toml (mypy checks the packages it lists there).
+.venv/bin/python -m ruff check .
+.venv/bin/python -m mypy
+
 .venv/bin/python -m pytest "$@"

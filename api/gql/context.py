@@ -8,7 +8,7 @@ a handful of queries, not 150.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
@@ -68,3 +68,13 @@ class Context(BaseContext):
 
     def __post_init__(self) -> None:
         super().__init__()
+
+
+class SignedInContext(Protocol):
+    """A `Context` whose user signed in, so it has loaders too (what resolvers get from `_ctx`)."""
+
+    user: User
+    system: Any
+    imports: Any
+    examples: Any
+    loaders: Loaders

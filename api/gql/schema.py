@@ -8,37 +8,49 @@ import runner (write side), and map rows to types.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 import strawberry
 from eventsourcing.application import AggregateNotFoundError
 from graphql import GraphQLError
 from starlette.requests import HTTPConnection
+from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from api import queries
-from api.gql.context import Context, make_loaders
+from api.cpu import cpu_slots_for
+from api.gql.context import Context, SignedInContext, make_loaders
+from api.gql.errors import Schema
+from api.gql.limits import limit_extensions
 from api.imports import ImportRefused
+from commands.importers import SOURCES
+from projections.vectors import VectorIndexUnavailable
 
 MAX_PAGE = 200
 
 
-def _ctx(info: Info) -> Context:
+def _ctx(info: Info) -> SignedInContext:
     ctx: Context = info.context
     if ctx.user is None:  # the HTTP gate already refuses these; this guards websockets too
         raise GraphQLError("sign in first", extensions={"code": "UNAUTHENTICATED"})
-    return ctx
+    return cast(SignedInContext, ctx)  # context_for makes the loaders with the user
 
 
-@strawberry.enum(description="Where a photo came from")
-class Source(Enum):
-    VK = "vk"
-    YANDEX_DISK = "yadisk"
-    LOCAL = "local"
-    UPLOAD = "upload"
+# The two source enums are built from the sources' specs (values keep their names: VK,
+# YANDEX_DISK, LOCAL, UPLOAD), so a new source needs no entry here.
+if TYPE_CHECKING:
+    class Source(Enum): ...
+
+    class ImportSource(Enum): ...
+else:
+    Source = strawberry.enum(Enum("Source", {s.graphql_name: s.name for s in SOURCES.values()}),
+                             description="Where a photo came from")
+    ImportSource = strawberry.enum(
+        Enum("ImportSource", {s.graphql_name: s.name for s in SOURCES.values() if s.startable}))
 
 
 @strawberry.enum
@@ -102,6 +114,18 @@ class Face:
         row = await _ctx(info).loaders.photos.load(str(self.photo_id))
         return Photo.from_row(row) if row else None
 
+    @strawberry.field(description="The person this face belongs to (for the workers' model), or null")
+    async def person(self, info: Info) -> Person | None:
+        from projections.people import person_of_faces, person_row
+
+        ctx = _ctx(info)
+        model = _model(ctx, None)
+        found = await person_of_faces(ctx.system.engine, ctx.user.id, model, [str(self.id)])
+        if str(self.id) not in found:
+            return None
+        row = await person_row(ctx.system.engine, ctx.user.id, model, found[str(self.id)])
+        return Person.from_row(row) if row else None
+
 
 @strawberry.type
 class PhotoSourceRecord:
@@ -115,7 +139,9 @@ class PhotoSourceRecord:
 class ImportProblem:
     source_ref: str
     kind: str
-    reason: str
+    reason: str = strawberry.field(description="English, for logs; clients word `code` and `params`")
+    code: str | None = strawberry.field(default=None, description="Stable: EMPTY_FILE, TOO_MANY_PIXELS, checksum_mismatch, …")
+    params: JSON = strawberry.field(default_factory=dict, description="The values the code's message quotes")
 
 
 @strawberry.type
@@ -132,6 +158,16 @@ class ImportJob:
     reason: str | None
     created_at: str
     updated_at: str
+    reason_code: str | None = strawberry.field(default=None, description="Why it failed, stable (source_unavailable, …)")
+    reason_params: JSON = strawberry.field(default_factory=dict)
+
+    @strawberry.field(description="Whether retryImport can run it again (a failed or cancelled link or folder job)")
+    def can_retry(self) -> bool:
+        return self.status in (ImportStatus.FAILED, ImportStatus.CANCELLED) and SOURCES[self.source.value].startable
+
+    @strawberry.field(description="Whether cancelImport can stop it (it is running)")
+    def can_cancel(self) -> bool:
+        return self.status == ImportStatus.RUNNING
 
     @strawberry.field(description="Settled items (stored, skipped, failed) over discovered, 0 to 1")
     def progress(self) -> float:
@@ -143,7 +179,8 @@ class ImportJob:
     @strawberry.field
     async def problems(self, info: Info) -> list[ImportProblem]:
         rows = await _ctx(info).loaders.problems.load(str(self.id))
-        return [ImportProblem(source_ref=r["source_ref"], kind=r["kind"], reason=r["reason"]) for r in rows]
+        return [ImportProblem(source_ref=r["source_ref"], kind=r["kind"], reason=r["reason"], code=r.get("code"),
+                              params=cast(JSON, r.get("params") or {})) for r in rows]
 
     @classmethod
     def from_row(cls, r: dict[str, Any]) -> ImportJob:
@@ -151,6 +188,7 @@ class ImportJob:
             id=strawberry.ID(r["id"]), source=Source(r["source"]), target=r["target"], status=ImportStatus(r["status"]),
             discovered=r["discovered"], stored=r["stored"], duplicates=r["duplicates"], skipped=r["skipped"],
             failed=r["failed"], reason=r["reason"], created_at=r["created_at"], updated_at=r["updated_at"],
+            reason_code=r.get("reason_code"), reason_params=cast(JSON, r.get("reason_params") or {}),
         )
 
 
@@ -248,10 +286,15 @@ class PhotoFilter:
     imported_to: str | None = strawberry.field(default=None, description="ISO 8601 date or time, exclusive")
 
     def to_query(self) -> queries.PhotoFilter:
+        try:
+            imported_from = queries.iso_bound(self.imported_from, "importedFrom")
+            imported_to = queries.iso_bound(self.imported_to, "importedTo")
+        except ValueError as error:
+            raise GraphQLError(str(error), extensions={"code": "BAD_FILTER"}) from None
         return queries.PhotoFilter(
             source=self.source.value if self.source else None, import_id=self.import_id, has_faces=self.has_faces,
             no_faces=self.no_faces, status=self.status.value if self.status else None,
-            imported_from=self.imported_from, imported_to=self.imported_to,
+            imported_from=imported_from, imported_to=imported_to,
         )
 
 
@@ -284,7 +327,7 @@ def _page_size(first: int) -> int:
     return first
 
 
-async def _stats(ctx: Context) -> ProcessingStats:
+async def _stats(ctx: SignedInContext) -> ProcessingStats:
     counts = await queries.photo_counts(ctx.system.engine, ctx.user.id)
     running = sum(1 for r in await queries.import_rows(ctx.system.engine, ctx.user.id) if r["status"] == "running")
     return ProcessingStats(
@@ -304,15 +347,85 @@ class Person:
     size: int
     representative_face_id: strawberry.ID
     edited: bool = strawberry.field(description="Corrected by hand: clustering runs keep its faces")
+    hidden: bool = strawberry.field(default=False, description="Hidden from the people list")
 
     @strawberry.field(name="faceIds", description="Its faces, in id order")
     async def face_ids(self, info: Info) -> list[strawberry.ID]:
         return [strawberry.ID(f) for f in await _ctx(info).loaders.person_faces.load(str(self.id))]
 
+    @strawberry.field(description="Its photos, newest first, each with its face")
+    async def photos(self, info: Info, first: int = 100) -> list[PersonPhoto]:
+        from projections.people import person_photos
+
+        ctx = _ctx(info)
+        rows = await person_photos(ctx.system.engine, ctx.user.id, str(self.id), _page_size(first))
+        return [PersonPhoto(
+            face_id=strawberry.ID(r["face_id"]), photo_id=strawberry.ID(r["photo_id"]), imported_at=r["imported_at"],
+            width=r["width"], height=r["height"], box=Box(x1=r["x1"], y1=r["y1"], x2=r["x2"], y2=r["y2"]),
+            image_url=f"/api/photos/{r['photo_id']}/thumbnail",
+        ) for r in rows]
+
     @classmethod
     def from_row(cls, r: dict[str, Any]) -> Person:
         return cls(id=strawberry.ID(r["id"]), name=r["name"], size=r["size"], edited=r["edited"],
-                   representative_face_id=strawberry.ID(r["representative_face_id"]))
+                   representative_face_id=strawberry.ID(r["representative_face_id"]), hidden=bool(r.get("hidden")))
+
+
+@strawberry.type(description="A photo of a person, with the person's face in it")
+class PersonPhoto:
+    face_id: strawberry.ID
+    photo_id: strawberry.ID
+    imported_at: str | None
+    width: int | None
+    height: int | None
+    box: Box
+    image_url: str
+
+
+@strawberry.type(description="Two people that are probably one")
+class MergeSuggestion:
+    person: Person
+    other: Person
+    similarity: float = strawberry.field(description="Calibrated similarity of their most alike faces, percent")
+
+
+@strawberry.type(description="A person for a picker, with how alike it is")
+class PersonCandidate:
+    person: Person
+    similarity: float = strawberry.field(description="Calibrated similarity, percent")
+
+
+@strawberry.type(description="A face in no person and the person it most resembles")
+class FaceReview:
+    face_id: strawberry.ID
+    photo_id: strawberry.ID
+    crop_url: str
+    person: Person
+    similarity: float = strawberry.field(description="Calibrated similarity to the person's nearest faces, percent")
+
+
+@strawberry.input
+class FacePerson:
+    face_id: strawberry.ID
+    person_id: strawberry.ID
+
+
+async def _people_rows(ctx: SignedInContext, model: str) -> dict[str, dict[str, Any]]:
+    from projections.people import list_people
+
+    return {r["id"]: r for r in await list_people(ctx.system.engine, ctx.user.id, model)}
+
+
+async def _people_reading(ctx: SignedInContext, read: Any, *args: Any) -> Any:
+    """Runs a read of the owner's people that needs the vectors; its errors become coded ones."""
+    from commands.clustering import ClusteringError
+
+    try:
+        return await read(ctx.system, ctx.user.id, *args)
+    except ClusteringError as error:
+        raise GraphQLError(str(error), extensions={"code": "BAD_CLUSTERING"}) from None
+    except VectorIndexUnavailable as error:
+        raise GraphQLError(str(error), extensions={"code": error.code}) from None
 
 
 @strawberry.type
@@ -324,19 +437,21 @@ class ClusteringRun:
     seconds: float
 
 
-def _model(ctx: Context, model: str | None) -> str:
+def _model(ctx: SignedInContext, model: str | None) -> str:
     return model or ctx.system.settings.embedder
 
 
 async def _people_change(info: Info, action: Any, *args: Any) -> Any:
     """Runs a correction on the signed-in user's people; user errors become GraphQL errors."""
-    from domain.people import InvalidCorrection, PersonNotFound
+    from domain.people import InvalidCorrection, PersonNotFound, SamePhotoConflict
 
     ctx = _ctx(info)
     try:
         return await asyncio.to_thread(action, ctx.system.app, ctx.user.id, *args)
     except PersonNotFound as error:
         raise GraphQLError(str(error), extensions={"code": "NOT_FOUND"}) from None
+    except SamePhotoConflict as error:  # the client words it: the message names photo ids
+        raise GraphQLError(str(error), extensions={"code": "SAME_PHOTO"}) from None
     except InvalidCorrection as error:
         raise GraphQLError(str(error), extensions={"code": "BAD_CORRECTION"}) from None
 
@@ -410,11 +525,68 @@ class Query:
         return await _stats(_ctx(info))
 
     @strawberry.field(description="Your people for one embedding model (default: the workers'), largest first")
-    async def people(self, info: Info, model: str | None = None) -> list[Person]:
+    async def people(
+        self, info: Info, model: str | None = None,
+        search: str = "",
+        include_hidden: bool = False,
+    ) -> list[Person]:
         from projections.people import list_people
 
         ctx = _ctx(info)
-        return [Person.from_row(r) for r in await list_people(ctx.system.engine, ctx.user.id, _model(ctx, model))]
+        rows = await list_people(ctx.system.engine, ctx.user.id, _model(ctx, model), search[:200], include_hidden)
+        return [Person.from_row(r) for r in rows]
+
+    @strawberry.field(description="Pairs of your people that are probably one, most likely first")
+    async def merge_suggestions(self, info: Info, first: int = 20, model: str | None = None) -> list[MergeSuggestion]:
+        from facesearch.people import suggest_merges
+
+        ctx = _ctx(info)
+        model = _model(ctx, model)
+        pairs = await _people_reading(ctx, suggest_merges, model, _page_size(first))
+        rows = await _people_rows(ctx, model)
+        return [
+            MergeSuggestion(person=Person.from_row(rows[p.person_id]), other=Person.from_row(rows[p.other_id]),
+                            similarity=percent)
+            for p, percent in pairs if p.person_id in rows and p.other_id in rows
+        ]
+
+    @strawberry.field(description="Your people nearest a person's faces or one face, nearest first (for pickers)")
+    async def near_people(
+        self, info: Info, person_id: strawberry.ID | None = None, face_id: strawberry.ID | None = None,
+        first: int = 20, model: str | None = None,
+    ) -> list[PersonCandidate]:
+        from facesearch.people import people_near
+        from projections.people import faces_of_people
+
+        ctx = _ctx(info)
+        model = _model(ctx, model)
+        if (person_id is None) == (face_id is None):
+            raise GraphQLError("give personId or faceId", extensions={"code": "BAD_REQUEST"})
+        if person_id is not None:
+            face_ids = (await faces_of_people(ctx.system.engine, ctx.user.id, [str(person_id)]))[str(person_id)]
+        elif await queries.face(ctx.system.engine, ctx.user.id, str(face_id)) is None:
+            raise GraphQLError("no such face", extensions={"code": "NOT_FOUND"})
+        else:
+            face_ids = [str(face_id)]
+        near = await _people_reading(ctx, people_near, model, face_ids, str(person_id) if person_id else None,
+                                     _page_size(first))
+        rows = await _people_rows(ctx, model)
+        return [PersonCandidate(person=Person.from_row(rows[p]), similarity=s) for p, s in near if p in rows]
+
+    @strawberry.field(description="Your faces in no person, each with its most alike person, most alike first")
+    async def unassigned_faces(self, info: Info, first: int = 100, model: str | None = None) -> list[FaceReview]:
+        from domain.people import photo_of
+        from facesearch.people import review_candidates
+
+        ctx = _ctx(info)
+        model = _model(ctx, model)
+        found = await _people_reading(ctx, review_candidates, model, _page_size(first))
+        rows = await _people_rows(ctx, model)
+        return [
+            FaceReview(face_id=strawberry.ID(c.face_id), photo_id=strawberry.ID(photo_of(c.face_id)),
+                       crop_url=f"/api/faces/{c.face_id}/crop", person=Person.from_row(rows[c.person_id]), similarity=s)
+            for c, s in found if c.person_id in rows
+        ]
 
     @strawberry.field(description="One of your people, or null")
     async def person(self, info: Info, id: strawberry.ID, model: str | None = None) -> Person | None:
@@ -425,17 +597,20 @@ class Query:
         return Person.from_row(row) if row else None
 
 
-@strawberry.enum
-class ImportSource(Enum):
-    VK = "vk"
-    YANDEX_DISK = "yadisk"
-    LOCAL = "local"
-
-
 @strawberry.input
 class StartImportInput:
     source: ImportSource
     target: str = strawberry.field(description="A VK or Yandex.Disk link, or a folder on the server")
+
+
+@strawberry.type
+class ModelVerdict:
+    model: str
+    metric: str = strawberry.field(description="cosine or l2")
+    raw: float | None = strawberry.field(description="Cosine similarity or L2 distance; null: not embedded by this model yet")
+    similarity: float | None = strawberry.field(description="Calibrated similarity, percent")
+    same: bool | None = strawberry.field(description="Whether this model accepts the match at the search's threshold")
+    pair_similarity: float | None = strawberry.field(description="Calibrated similarity of the two faces judged as a pair")
 
 
 @strawberry.type
@@ -445,6 +620,14 @@ class FaceMatch:
     box: Box
     similarity: float = strawberry.field(description="Calibrated similarity to the example face, percent")
     raw_score: float = strawberry.field(description="Cosine similarity or L2 distance, as the model's metric says")
+    score: float = strawberry.field(description="Cohort-normalised score: the calibrated similarity's input")
+    verdicts: list[ModelVerdict] = strawberry.field(description="The searched model first, then each cross-checking model")
+    cross_check_similarity: float | None = strawberry.field(
+        description="Every configured model's evidence combined, calibrated, percent (null: one model only)")
+    cross_check: bool | None = strawberry.field(
+        description="The cross-check's verdict at the search's threshold: combined evidence enough, and no model finds a stranger")
+    person_id: strawberry.ID | None = strawberry.field(description="The person this face belongs to, if any")
+    person_name: str | None = None
 
 
 @strawberry.type
@@ -472,6 +655,9 @@ class SearchResult:
     metric: str
     threshold: float
     candidates: int = strawberry.field(description="Neighbours the index returned before the threshold")
+    archive_faces: int = strawberry.field(description="Faces the search covered: the percentages are for an archive this size")
+    models: list[str] = strawberry.field(description="The searched model, then the models that cross-checked its matches")
+    require_all_models: bool
     query_face: ExampleFace
     example_faces: list[ExampleFace]
     photos: list[PhotoMatch]
@@ -485,6 +671,7 @@ class SearchInput:
     threshold: float = strawberry.field(default=85.0, description="Calibrated similarity, 70 to 95 percent")
     source: Source | None = None
     import_id: strawberry.ID | None = None
+    require_all_models: bool = strawberry.field(default=False, description="Keep only the matches the cross-check of every configured model accepts")
 
 
 def _box_of(b) -> Box:
@@ -501,6 +688,11 @@ class DeletePhotoResult:
     deleted: bool
 
 
+def refused(error: ImportRefused) -> GraphQLError:
+    """IMPORT_REFUSED, with the refusal's own code as `reason` and the values it quotes."""
+    return GraphQLError(str(error), extensions={"code": "IMPORT_REFUSED", "reason": error.code, "params": error.params})
+
+
 @strawberry.type
 class Mutation:
     @strawberry.mutation(description="Starts an import job; progress arrives through importProgress")
@@ -509,29 +701,59 @@ class Mutation:
         try:
             return strawberry.ID(await ctx.imports.start(ctx.user.id, input.source.value, input.target))
         except ImportRefused as error:
-            raise GraphQLError(str(error), extensions={"code": "IMPORT_REFUSED"}) from None
+            raise refused(error) from None
+
+    @strawberry.mutation(description="Stops a running import job at its next photo")
+    async def cancel_import(self, info: Info, id: strawberry.ID) -> bool:
+        ctx = _ctx(info)
+        try:
+            await ctx.imports.cancel(ctx.user.id, str(id))
+        except ImportRefused as error:
+            raise refused(error) from None
+        return True
+
+    @strawberry.mutation(description="Runs a failed or cancelled link or folder job again, as a new job; returns its id")
+    async def retry_import(self, info: Info, id: strawberry.ID) -> strawberry.ID:
+        ctx = _ctx(info)
+        try:
+            return strawberry.ID(await ctx.imports.retry(ctx.user.id, str(id)))
+        except ImportRefused as error:
+            raise refused(error) from None
 
     @strawberry.mutation(description="Searches your photos for the person in an uploaded example")
     async def search_by_example(self, info: Info, input: SearchInput) -> SearchResult:
-        from facesearch.search import SearchFilters, SearchInputError, search_by_example
+        from facesearch.search import SearchFilters, SearchInputError, SearchUnavailable, search_by_example
 
         ctx = _ctx(info)
         data = ctx.examples.get(ctx.user.id, input.example_id)
         if data is None:
-            raise GraphQLError("this example has expired or is not yours: upload it again", extensions={"code": "NOT_FOUND"})
+            raise GraphQLError("this example has expired or is not yours: upload it again",
+                               extensions={"code": "NOT_FOUND", "reason": "EXAMPLE_EXPIRED", "params": {}})
         filters = SearchFilters(source=input.source.value if input.source else None, import_id=input.import_id)
         try:
-            result = await search_by_example(ctx.system, data, ctx.user.id, threshold=input.threshold,
-                                             face_index=input.face_index, filters=filters)
+            async with cpu_slots_for(ctx.system).held():  # decode, detect, embed: a few searches at a time
+                result = await search_by_example(ctx.system, data, ctx.user.id, threshold=input.threshold,
+                                                 face_index=input.face_index, filters=filters,
+                                                 require_all_models=input.require_all_models)
         except SearchInputError as error:
-            raise GraphQLError(str(error), extensions={"code": "BAD_EXAMPLE"}) from None
+            raise GraphQLError(str(error), extensions={"code": "BAD_EXAMPLE", "reason": error.code, "params": error.params}) from None
+        except SearchUnavailable as error:
+            raise GraphQLError(str(error), extensions={"code": "SEARCH_UNAVAILABLE"}) from None
+        except VectorIndexUnavailable as error:
+            raise GraphQLError(str(error), extensions={"code": error.code}) from None
         return SearchResult(
             model=result.model, metric=result.metric, threshold=result.threshold, candidates=result.candidates,
+            archive_faces=result.archive_faces, models=result.models, require_all_models=result.require_all_models,
             query_face=_example_face(result.query_face), example_faces=[_example_face(f) for f in result.example_faces],
             photos=[
                 PhotoMatch(photo_id=strawberry.ID(p.photo_id), similarity=p.similarity, faces=[
                     FaceMatch(face_id=strawberry.ID(m.face_id), face_index=m.face_index, box=_box_of(m.box),
-                              similarity=m.similarity, raw_score=m.raw_score) for m in p.faces
+                              similarity=m.similarity, raw_score=m.raw_score, score=m.score,
+                              verdicts=[ModelVerdict(model=v.model, metric=v.metric, raw=v.raw, similarity=v.similarity,
+                                                     same=v.same, pair_similarity=v.pair_similarity) for v in m.verdicts],
+                              cross_check_similarity=m.cross_check_similarity, cross_check=m.cross_check,
+                              person_id=strawberry.ID(m.person_id) if m.person_id else None, person_name=m.person_name)
+                    for m in p.faces
                 ])
                 # Milvus filters by owner; the read model is asked again so nothing else slips through.
                 for p in result.photos if await ctx.loaders.photos.load(p.photo_id)
@@ -563,6 +785,8 @@ class Mutation:
             run = await run_clustering(ctx.system, ctx.user.id, _model(ctx, model), algorithm, percent=percent)
         except ClusteringError as error:
             raise GraphQLError(str(error), extensions={"code": "BAD_CLUSTERING"}) from None
+        except VectorIndexUnavailable as error:
+            raise GraphQLError(str(error), extensions={"code": error.code}) from None
         return ClusteringRun(algorithm=run.algorithm, faces=run.faces, people=run.people, unassigned=run.unassigned,
                              seconds=run.seconds)
 
@@ -601,6 +825,45 @@ class Mutation:
         await _people_change(info, reject_face, _model(_ctx(info), model), str(face_id), str(person_id))
         return True
 
+    @strawberry.mutation(description="Not the same person: this pair is never suggested for a merge again")
+    async def decline_merge(self, info: Info, id: strawberry.ID, other_id: strawberry.ID, model: str | None = None) -> bool:
+        from commands.people import decline_merge
+
+        await _people_change(info, decline_merge, _model(_ctx(info), model), str(id), str(other_id))
+        return True
+
+    @strawberry.mutation(description="Hides a person from the list (hidden: false shows it again)")
+    async def hide_person(self, info: Info, id: strawberry.ID, hidden: bool = True, model: str | None = None) -> bool:
+        from commands.people import hide_person
+
+        await _people_change(info, hide_person, _model(_ctx(info), model), str(id), hidden)
+        return True
+
+    @strawberry.mutation(description="The face that stands for the person on its card")
+    async def choose_cover(self, info: Info, id: strawberry.ID, face_id: strawberry.ID, model: str | None = None) -> bool:
+        from commands.people import choose_cover
+
+        await _people_change(info, choose_cover, _model(_ctx(info), model), str(id), str(face_id))
+        return True
+
+    @strawberry.mutation(description="Faces in no person: accepted ones join their person, declined ones never will")
+    async def review_faces(
+        self, info: Info, accept: list[FacePerson] | None = None, decline: list[FacePerson] | None = None,
+        model: str | None = None,
+    ) -> int:
+        from commands.people import review_faces
+
+        ctx = _ctx(info)
+        accepted = {str(a.face_id): str(a.person_id) for a in accept or []}
+        declined = {str(d.face_id): str(d.person_id) for d in decline or []}
+        if len(accepted) + len(declined) > MAX_PAGE:
+            raise GraphQLError(f"at most {MAX_PAGE} faces at a time", extensions={"code": "BAD_REQUEST"})
+        for face_id in {**accepted, **declined}:  # only faces of one's own may enter one's people
+            if await queries.face(ctx.system.engine, ctx.user.id, face_id) is None:
+                raise GraphQLError("no such face", extensions={"code": "NOT_FOUND"})
+        await _people_change(info, review_faces, _model(ctx, model), accepted, declined)
+        return len(accepted)
+
     @strawberry.mutation(description="These faces leave the person as a new person; returns its id")
     async def split_person(
         self, info: Info, id: strawberry.ID, face_ids: list[strawberry.ID], model: str | None = None,
@@ -633,6 +896,9 @@ class Subscription:
                 raise GraphQLError("no such import", extensions={"code": "NOT_FOUND"})
             if row != last:
                 last = row
+                # The connection's loaders live as long as it does: load the problems afresh.
+                with contextlib.suppress(KeyError):  # not loaded yet
+                    ctx.loaders.problems.clear(str(id))
                 yield ImportJob.from_row(row)
             if row["status"] != "running":
                 return
@@ -650,7 +916,7 @@ class Subscription:
             await asyncio.sleep(POLL_SECONDS * 2)
 
 
-schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)
+schema = Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=limit_extensions())
 
 
 async def context_for(connection: HTTPConnection) -> Context:

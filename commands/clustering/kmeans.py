@@ -39,6 +39,7 @@ def cluster(
         ))
         if best_labels is None or scores[clusters] > scores[best_k]:
             best_labels, best_k = labels, clusters
+    assert best_labels is not None  # the grid holds at least one k (2 <= low <= high)
     params = {"k": best_k, "chosen_by": "silhouette", "k_min": low, "k_max": high, "seed": seed,
               "silhouette": round(scores[best_k], 4)}
     return Clustering(relabel(best_labels), params)

@@ -1,21 +1,27 @@
-"""Photo sources for import jobs: VK, Yandex.Disk and local folders.
+"""Photo sources for import jobs, and `SOURCES`, the one list of them.
 
-`open_source` is the one entry point the import handler needs: it validates the link
-(before any request) and returns the matching `PhotoSource`. A new importer is one
-module plus one entry in `_FACTORIES`.
+Each source declares a `SourceSpec` in its own module (name, label, link syntax, factory,
+OAuth provider, settings); the CLI's `import` commands, the API's import validation, the
+GraphQL enums, the credential providers and the settings all enumerate `SOURCES`. A new
+importer is its module plus one entry in `_DECLARED`.
+
+`open_source` is the one entry point the import handler needs for a link: it validates
+the link (before any request) and returns the matching `PhotoSource`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 
+from commands.importers import local, upload, vk, yadisk
 from commands.importers.base import (
     AccessDenied,
     BadLink,
     ChecksumMismatch,
     Discovered,
+    OAuthProvider,
+    Opening,
     OwnerDeleted,
     PhotoSource,
     PhotoTooLarge,
@@ -24,69 +30,54 @@ from commands.importers.base import (
     RemotePhoto,
     SkippedItem,
     SourceError,
+    SourceSpec,
     SourceUnavailable,
     TokenExpired,
     UnsupportedImage,
 )
-from commands.importers.links import (
-    ImportLink,
-    VkAlbumLink,
-    VkOwnerLink,
-    VkScreenNameLink,
-    YandexDiskPath,
-    YandexPublicLink,
-    parse_link,
-)
+from commands.importers.links import parse_with
 from commands.importers.local import LocalFolderSource
 from commands.importers.vk import VkSource
 from commands.importers.yadisk import YandexDiskSource
 
+_DECLARED = (vk.SPEC, yadisk.SPEC, local.SPEC, upload.SPEC)
 
-@dataclass(frozen=True)
-class SourceConfig:
-    """Where the sources talk to and what they may touch; tests point the bases at fakes."""
-
-    vk_api_base: str = "https://api.vk.com/method"
-    yadisk_api_base: str = "https://cloud-api.yandex.net"
-    allowed_roots: tuple[Path, ...] = ()
-    max_bytes: int = 50 * 1024 * 1024
-    # Only tests against local fakes turn this off.
-    require_https: bool = True
-    extra: dict[str, object] = field(default_factory=dict)
+# By name, in the order the CLI and the enums show them.
+SOURCES: dict[str, SourceSpec] = {spec.name: spec for spec in _DECLARED}
 
 
-@dataclass(frozen=True)
-class Credentials:
-    vk_token: str | None = field(default=None, repr=False)
-    yandex_token: str | None = field(default=None, repr=False)
-    # Called with the stale VK token when VK answers error 5; a fresh token, or None.
-    vk_renew: Callable[[str], str | None] | None = field(default=None, repr=False)
+def register(spec: SourceSpec) -> None:
+    """Adds a source declared elsewhere (a plugin, a test); only the CLI, API and schema
+    built after this see it."""
+    if spec.name in SOURCES and SOURCES[spec.name] is not spec:
+        raise ValueError(f"a source named {spec.name!r} is declared already")
+    SOURCES[spec.name] = spec
 
 
-def _vk(link: ImportLink, creds: Credentials, config: SourceConfig) -> PhotoSource:
-    return VkSource(link, creds.vk_token or "", api_base=config.vk_api_base, max_bytes=config.max_bytes,
-                    require_https=config.require_https, renew_token=creds.vk_renew,
-                    **config.extra)  # type: ignore[arg-type]
+def providers() -> dict[str, OAuthProvider]:
+    """The sign-in providers of the sources, by name ("vk", "yandex")."""
+    return {spec.provider.name: spec.provider for spec in SOURCES.values() if spec.provider is not None}
 
 
-def _yadisk(link: ImportLink, creds: Credentials, config: SourceConfig) -> PhotoSource:
-    return YandexDiskSource(link, creds.yandex_token, api_base=config.yadisk_api_base,  # type: ignore[arg-type]
-                            max_bytes=config.max_bytes, require_https=config.require_https, **config.extra)
+def find_link(text: str) -> tuple[SourceSpec, object]:
+    """The source whose link this is and the link as it parsed it; `BadLink` (before any
+    request) if no source takes it."""
+    specs = [spec for spec in SOURCES.values() if spec.link is not None]
+    syntax, parsed = parse_with(text, [(spec.label, spec.link) for spec in specs if spec.link is not None])
+    return next(spec for spec in specs if spec.link is syntax), parsed
 
 
-_FACTORIES: dict[type, Callable[[ImportLink, Credentials, SourceConfig], PhotoSource]] = {
-    VkAlbumLink: _vk,
-    VkOwnerLink: _vk,
-    VkScreenNameLink: _vk,
-    YandexPublicLink: _yadisk,
-    YandexDiskPath: _yadisk,
-}
+def parse_link(text: str) -> object:
+    """The parsed link of any link source, or `BadLink` saying why it is refused."""
+    return find_link(text)[1]
 
 
-def open_source(link: str, credentials: Credentials = Credentials(), config: SourceConfig = SourceConfig()) -> PhotoSource:
-    """The source for a VK or Yandex.Disk link; `BadLink` (before any request) if refused."""
-    parsed = parse_link(link)
-    return _FACTORIES[type(parsed)](parsed, credentials, config)
+def open_source(link: str, opening: Opening | None = None) -> PhotoSource:
+    """The source for a link of any link source; `BadLink` (before any request) if refused."""
+    spec, parsed = find_link(link)
+    if spec.open is None:
+        raise BadLink(f"{spec.label} links cannot be imported here")
+    return spec.open(parsed, opening or Opening())
 
 
 def open_local_source(folder: str | Path, allowed_roots: Iterable[str | Path], *, max_bytes: int = 50 * 1024 * 1024
@@ -96,8 +87,8 @@ def open_local_source(folder: str | Path, allowed_roots: Iterable[str | Path], *
 
 
 __all__ = [
-    "AccessDenied", "BadLink", "ChecksumMismatch", "Credentials", "Discovered", "LocalFolderSource",
-    "OwnerDeleted", "PhotoSource", "PhotoTooLarge", "QuotaExhausted", "RateLimited", "RemotePhoto",
-    "SkippedItem", "SourceConfig", "SourceError", "SourceUnavailable", "TokenExpired", "UnsupportedImage",
-    "VkSource", "YandexDiskSource", "open_local_source", "open_source", "parse_link",
+    "SOURCES", "AccessDenied", "BadLink", "ChecksumMismatch", "Discovered", "LocalFolderSource", "OAuthProvider",
+    "Opening", "OwnerDeleted", "PhotoSource", "PhotoTooLarge", "QuotaExhausted", "RateLimited", "RemotePhoto",
+    "SkippedItem", "SourceError", "SourceSpec", "SourceUnavailable", "TokenExpired", "UnsupportedImage", "VkSource",
+    "YandexDiskSource", "find_link", "open_local_source", "open_source", "parse_link", "providers", "register",
 ]

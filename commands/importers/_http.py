@@ -106,13 +106,15 @@ def download(
                     raise SourceUnavailable(f"{what}: download refused (HTTP {response.status_code})")
                 declared = response.headers.get("Content-Length")
                 if declared and declared.isdigit() and int(declared) > max_bytes:
-                    raise PhotoTooLarge(f"{what}: {int(declared)} bytes exceeds the {max_bytes} byte limit")
+                    raise PhotoTooLarge(f"{what}: {int(declared)} bytes exceeds the {max_bytes} byte limit",
+                                        params={"limit_megabytes": round(max_bytes / 2**20)})
                 chunks: list[bytes] = []
                 total = 0
                 for chunk in response.iter_bytes():
                     total += len(chunk)
                     if total > max_bytes:
-                        raise PhotoTooLarge(f"{what}: larger than the {max_bytes} byte limit")
+                        raise PhotoTooLarge(f"{what}: larger than the {max_bytes} byte limit",
+                                            params={"limit_megabytes": round(max_bytes / 2**20)})
                     chunks.append(chunk)
                 return b"".join(chunks)
         except (httpx.TransportError, _Retryable) as exc:

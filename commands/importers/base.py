@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
-SOURCES = ("vk", "yadisk", "local", "upload")
+from pydantic import BaseModel
+
+from commands.images import FORMATS_IN_WORDS, sniff_image
 
 
 @dataclass(frozen=True)
@@ -40,13 +42,17 @@ class RemotePhoto:
 
 @dataclass(frozen=True)
 class SkippedItem:
-    """Something found at the source that will not be imported, and why (for counting)."""
+    """Something found at the source that will not be imported, and why (for counting).
+    `code` is stable: `not_a_photo`, `photo_too_large`, `unreadable`, `not_a_regular_file`,
+    `outside_allowed_folders`, or a `SourceError`'s code (`heic_unsupported` only in events
+    recorded before HEIC was a dependency)."""
 
     source: str
     source_ref: str
     name: str
     reason: str
     provenance: dict[str, Any] = field(default_factory=dict)
+    code: str = "not_a_photo"
 
 
 Discovered = RemotePhoto | SkippedItem
@@ -76,14 +82,16 @@ class PhotoSource(Protocol):
 
 class SourceError(Exception):
     """An import failure a user can understand. `code` is stable, for events and the UI's
-    translations; the message is English and never contains a token."""
+    translations; `params` are the plain values a translation quotes; the message is English
+    and never contains a token."""
 
     code = "source_error"
 
-    def __init__(self, message: str, *, source_ref: str | None = None) -> None:
+    def __init__(self, message: str, *, source_ref: str | None = None, params: dict | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.source_ref = source_ref
+        self.params = params or {}
 
 
 class BadLink(SourceError):
@@ -135,7 +143,7 @@ class ChecksumMismatch(SourceError):
 
 
 class UnsupportedImage(SourceError):
-    """The bytes are not a JPEG, PNG, WebP or HEIC image."""
+    """The bytes are not an image of `commands.images.FORMATS`."""
 
     code = "unsupported_image"
 
@@ -147,22 +155,6 @@ class PhotoTooLarge(SourceError):
 
 
 # ---------------------------------------------------------------- checks on bytes
-
-_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif"}
-
-
-def sniff_image(data: bytes) -> str | None:
-    """The image format by magic bytes ("jpeg", "png", "webp", "heic"), or None."""
-    if data[:3] == b"\xff\xd8\xff":
-        return "jpeg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS and data[8:12] != b"avif":
-        return "heic"
-    return None
-
 
 def verify_checksums(photo: RemotePhoto, data: bytes) -> None:
     """Raise `ChecksumMismatch` when the bytes disagree with what the source announced."""
@@ -181,7 +173,7 @@ def verify_image(photo: RemotePhoto, data: bytes) -> str:
     kind = sniff_image(data)
     if kind is None:
         raise UnsupportedImage(
-            f"{photo.name}: not a JPEG, PNG, WebP or HEIC image", source_ref=photo.source_ref
+            f"{photo.name}: not a {FORMATS_IN_WORDS} image", source_ref=photo.source_ref
         )
     return kind
 
@@ -200,3 +192,71 @@ class SourceStats:
         with self._lock:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
+
+
+# ---------------------------------------------------------------- the source spec
+
+
+@dataclass(frozen=True)
+class OAuthProvider:
+    """Who a source's users sign in with: `name` is the credential store's provider."""
+
+    name: str
+    label: str
+
+
+@dataclass(frozen=True)
+class LinkSyntax:
+    """The links a remote source owns: https links to `hosts`, and texts starting with one
+    of `prefixes` ("disk:/…"). `parse(host, path segments, query)` for a link, or
+    `parse_prefixed(text)` for a prefixed text, returns the parsed link or raises `BadLink`."""
+
+    hosts: frozenset[str]
+    parse: Callable[[str, list[str], str], Any]
+    prefixes: tuple[str, ...] = ()
+    parse_prefixed: Callable[[str], Any] | None = None
+
+
+@dataclass(frozen=True)
+class Opening:
+    """What a remote source is opened with: the user's token (and how to renew it), where
+    its API is, and keyword arguments for the source (from its settings, or from tests)."""
+
+    token: str | None = field(default=None, repr=False)
+    # Called with the stale token when the service says it expired; a fresh token, or None.
+    renew: Callable[[str], str | None] | None = field(default=None, repr=False)
+    api_base: str | None = None  # None: the source's own default
+    max_bytes: int = 50 * 1024 * 1024
+    require_https: bool = True  # only tests against local fakes turn this off
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Everything the CLI, the API, GraphQL and the settings need to know about one photo
+    source; each source declares its own, and `commands.importers.SOURCES` lists them.
+
+    `kind` says how a job of it starts: from a link (`link`, `open`), from a folder on the
+    server, or from the browser (uploads: never started nor resumed here)."""
+
+    name: str  # ImportJob.source, `facesearch import <name>`, the API's `source`
+    label: str  # in messages: "this is a VK link"
+    graphql_name: str  # the value's name in the GraphQL enums (the client reads it)
+    kind: Literal["link", "folder", "upload"]
+    summary: str = ""  # the CLI command's help
+    target_help: str = ""  # the CLI argument's help: what to paste
+    link: LinkSyntax | None = None
+    open: Callable[[Any, Opening], PhotoSource] | None = None
+    # Whether a parsed link needs the user's token (a public share may not).
+    needs_token: Callable[[Any], bool] = lambda link: True
+    provider: OAuthProvider | None = None
+    # The source's own settings (FACESEARCH_<FIELD> each), merged into `Settings`.
+    settings: type[BaseModel] | None = None
+    api_base_setting: str | None = None  # the setting that holds its API's base URL
+    # Keyword arguments for `open` taken from the source's settings (rates and the like).
+    options: Callable[[Any], dict[str, Any]] = lambda settings: {}
+
+    @property
+    def startable(self) -> bool:
+        """Whether a job of it can be started (and retried) from the CLI and the API."""
+        return self.kind != "upload"

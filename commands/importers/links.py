@@ -1,18 +1,21 @@
 """Parse and validate import links before any request is made.
 
-Only links to known VK and Yandex.Disk hosts over https are accepted (a link without
-a scheme is read as https); everything else, including file://, http://, IP literals,
-user:password@ and odd ports, is refused with `BadLink` and a reason a user can act on.
+`parse_with` does what every link source shares: only https links to a host some source
+owns are accepted (a link without a scheme is read as https); everything else, including
+file://, http://, IP literals, user:password@ and odd ports, is refused with `BadLink` and
+a reason a user can act on. The owning source's `LinkSyntax` then parses the path. The VK
+and Yandex.Disk syntaxes are here; their specs (vk.py, yadisk.py) point at them.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from commands.importers.base import BadLink
+from commands.importers.base import BadLink, LinkSyntax
 
 VK_HOSTS = frozenset({"vk.com", "m.vk.com", "www.vk.com", "vk.ru", "m.vk.ru", "www.vk.ru"})
 YANDEX_HOSTS = frozenset(
@@ -86,8 +89,10 @@ YandexLink = YandexPublicLink | YandexDiskPath
 ImportLink = VkLink | YandexLink
 
 
-def parse_link(text: str) -> ImportLink:
-    """The parsed link, or `BadLink` saying why it is refused. Makes no request."""
+def parse_with(text: str, syntaxes: Sequence[tuple[str, LinkSyntax]]) -> tuple[LinkSyntax, object]:
+    """The (label, syntax) pair's syntax that owns the link, and the link as it parsed it;
+    `BadLink` saying why it is refused. Makes no request."""
+    known = " or ".join(label for label, _ in syntaxes) or "a known source"
     raw = (text or "").strip()
     if not raw:
         raise BadLink("the link is empty")
@@ -95,12 +100,13 @@ def parse_link(text: str) -> ImportLink:
         raise BadLink("the link is too long")
     if any(ord(ch) < 33 or ord(ch) == 127 for ch in raw):
         raise BadLink("the link contains spaces or control characters")
-    if raw.lower().startswith("disk:"):
-        return _parse_disk_path(raw)
+    for _, syntax in syntaxes:
+        if syntax.parse_prefixed is not None and raw.lower().startswith(syntax.prefixes):
+            return syntax, syntax.parse_prefixed(raw)
 
     if "://" not in raw:
-        if scheme := re.match(r"^([A-Za-z][A-Za-z0-9+\-]*):", raw):  # mailto:, javascript:, ...
-            raise BadLink(f"unsupported link type {scheme.group(1)!r}: paste a VK or Yandex.Disk link")
+        if prefix := re.match(r"^([A-Za-z][A-Za-z0-9+\-]*):", raw):  # mailto:, javascript:, ...
+            raise BadLink(f"unsupported link type {prefix.group(1)!r}: paste a {known} link")
         raw = "https://" + raw  # "vk.com/album-1_2" as pasted without a scheme
     try:
         parts = urlsplit(raw)
@@ -113,23 +119,22 @@ def parse_link(text: str) -> ImportLink:
     if scheme == "http":
         raise BadLink("only https links are accepted")
     if scheme != "https":
-        raise BadLink(f"unsupported link type {scheme!r}: paste a VK or Yandex.Disk link")
+        raise BadLink(f"unsupported link type {scheme!r}: paste a {known} link")
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         raise BadLink("links with a user name or password are not accepted")
     host = (parts.hostname or "").lower()
     if not host:
         raise BadLink("the link has no host")
     if _is_ip_literal(host):
-        raise BadLink("links to IP addresses are not accepted: paste a VK or Yandex.Disk link")
+        raise BadLink(f"links to IP addresses are not accepted: paste a {known} link")
     if port not in (None, 443):
         raise BadLink("links with a custom port are not accepted")
 
     segments = [unquote(s) for s in parts.path.split("/") if s]
-    if host in VK_HOSTS:
-        return _parse_vk(segments, parts.query)
-    if host in YANDEX_HOSTS:
-        return _parse_yandex(host, segments)
-    raise BadLink(f"{host} is not VK or Yandex.Disk: only vk.com and disk.yandex.ru / yadi.sk links are supported")
+    for _, syntax in syntaxes:
+        if host in syntax.hosts:
+            return syntax, syntax.parse(host, segments, parts.query)
+    raise BadLink(f"{host} is not {known}: paste a {known} link")
 
 
 def _is_ip_literal(host: str) -> bool:
@@ -147,7 +152,8 @@ def _canonical_vk(path: str) -> str:
     return f"https://vk.com/{path}"
 
 
-def _parse_vk(segments: list[str], query: str) -> VkLink:
+def parse_vk(host: str, segments: list[str], query: str) -> VkLink:
+    """A vk.com link's path as a `VkLink` (`BadLink` if it is not an album, list or page)."""
     if len(segments) != 1:
         raise BadLink("this VK link is not an album, an album list or a page: expected vk.com/album-1_2, "
                       "vk.com/albums-1 or vk.com/<name>")
@@ -176,9 +182,11 @@ def _parse_vk(segments: list[str], query: str) -> VkLink:
                   "vk.com/albums-1 or vk.com/<name>")
 
 
-def _parse_yandex(host: str, segments: list[str]) -> YandexLink:
+def parse_yandex(host: str, segments: list[str], query: str) -> YandexLink:
+    """A Yandex.Disk link's path as a `YandexLink` (`BadLink` if it is not a public share or a
+    folder of the web client)."""
     if segments[:2] == ["client", "disk"]:  # the web client's address of a folder on your own disk
-        return _parse_disk_path("disk:/" + "/".join(segments[2:]))
+        return parse_disk_path("disk:/" + "/".join(segments[2:]))
     if len(segments) < 2 or segments[0] not in ("d", "i"):
         raise BadLink("this Yandex.Disk link is not a public file or folder link: expected "
                       "https://disk.yandex.ru/d/… or https://yadi.sk/i/…")
@@ -193,7 +201,8 @@ def _parse_yandex(host: str, segments: list[str]) -> YandexLink:
     return YandexPublicLink(key=key, public_url=public_url, path=path)
 
 
-def _parse_disk_path(raw: str) -> YandexDiskPath:
+def parse_disk_path(raw: str) -> YandexDiskPath:
+    """"disk:/Photos/2019" as a path on the user's own disk."""
     path = raw[len("disk:"):]
     if not path.startswith("/"):
         raise BadLink("a path on your own Yandex.Disk starts with disk:/")
@@ -201,3 +210,7 @@ def _parse_disk_path(raw: str) -> YandexDiskPath:
     if any(p in (".", "..") for p in parts):
         raise BadLink("the Yandex.Disk path must not contain . or ..")
     return YandexDiskPath(path="disk:/" + "/".join(parts))
+
+
+VK_LINKS = LinkSyntax(hosts=VK_HOSTS, parse=parse_vk)
+YANDEX_LINKS = LinkSyntax(hosts=YANDEX_HOSTS, parse=parse_yandex, prefixes=("disk:",), parse_prefixed=parse_disk_path)

@@ -12,6 +12,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from commands.images import FORMATS_IN_WORDS, PHOTO_SUFFIXES, sniff_image
 from commands.importers.base import (
     AccessDenied,
     BadLink,
@@ -19,23 +20,16 @@ from commands.importers.base import (
     PhotoTooLarge,
     RemotePhoto,
     SkippedItem,
+    SourceSpec,
     SourceStats,
     UnsupportedImage,
-    sniff_image,
     verify_checksums,
 )
-
-try:  # HEIC decodes only with pillow-heif; without it HEIC files are skipped.
-    import pillow_heif  # type: ignore[import-not-found]  # noqa: F401
-
-    HEIC_SUPPORTED = True
-except ImportError:
-    HEIC_SUPPORTED = False
+from domain.names import distinct_printable, file_name, printable
 
 _SNIFF_BYTES = 32
-# A file named like a photo is handed to the core even when its bytes are not one, so that
-# it ends as PhotoRejected with the decoder's reason; other files are skipped and counted.
-_PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif"}
+# A file named like a photo (PHOTO_SUFFIXES) is handed to the core even when its bytes are not
+# one, so that it ends as PhotoRejected with the decoder's reason; other files are skipped and counted.
 
 
 class LocalFolderSource:
@@ -49,7 +43,6 @@ class LocalFolderSource:
         allowed_roots: Iterable[str | os.PathLike[str]],
         *,
         max_bytes: int = 50 * 1024 * 1024,
-        heic_supported: bool = HEIC_SUPPORTED,
     ) -> None:
         self._roots = [Path(r).resolve() for r in allowed_roots]
         if not self._roots:
@@ -67,7 +60,6 @@ class LocalFolderSource:
             raise BadLink(f"{requested} is not a folder")
         self.folder = resolved
         self._max_bytes = max_bytes
-        self._heic = heic_supported
         self.stats = SourceStats()
 
     def __repr__(self) -> str:
@@ -95,26 +87,29 @@ class LocalFolderSource:
         try:
             entries = sorted(folder.iterdir(), key=lambda p: p.name)
         except OSError as exc:
-            yield SkippedItem(self.source, f"local:{folder}", folder.name, f"cannot read folder ({exc.strerror})")
+            yield SkippedItem(self.source, _ref(folder), file_name(folder.name), f"cannot read folder ({exc.strerror})",
+                              code="unreadable")
             return
         subfolders: list[Path] = []
         for entry in entries:
             resolved = entry.resolve()
             if not self._allowed(resolved):
-                yield SkippedItem(self.source, f"local:{entry}", entry.name,
-                                  "a link leading outside the allowed folders")
+                yield SkippedItem(self.source, _ref(entry), file_name(entry.name),
+                                  "a link leading outside the allowed folders", code="outside_allowed_folders")
                 continue
             try:
                 info = resolved.stat()
             except OSError:
-                yield SkippedItem(self.source, f"local:{entry}", entry.name, "broken link or unreadable file")
+                yield SkippedItem(self.source, _ref(entry), file_name(entry.name), "broken link or unreadable file",
+                                  code="unreadable")
                 continue
             if stat.S_ISDIR(info.st_mode):
                 if resolved not in seen_dirs:  # a link back up the tree would loop forever
                     subfolders.append(resolved)
                 continue
             if not stat.S_ISREG(info.st_mode):
-                yield SkippedItem(self.source, f"local:{resolved}", entry.name, "not a regular file")
+                yield SkippedItem(self.source, _ref(resolved), file_name(entry.name), "not a regular file",
+                                  code="not_a_regular_file")
                 continue
             yield self._classify(entry, resolved, info.st_size)
         for sub in subfolders:
@@ -122,24 +117,23 @@ class LocalFolderSource:
                 yield from self._walk(sub, seen_dirs)
 
     def _classify(self, entry: Path, resolved: Path, size: int) -> Discovered:
-        ref = f"local:{resolved}"
-        provenance = {"path": str(resolved), "relative_path": str(entry.relative_to(self.folder))}
+        ref, name = _ref(resolved), file_name(entry.name)
+        provenance = {"path": printable(str(resolved)), "relative_path": printable(str(entry.relative_to(self.folder)))}
         if size > self._max_bytes:
-            return SkippedItem(self.source, ref, entry.name, f"larger than the {self._max_bytes} byte limit", provenance)
+            return SkippedItem(self.source, ref, name, f"larger than the {self._max_bytes} byte limit", provenance,
+                               PhotoTooLarge.code)
         try:
             with resolved.open("rb") as handle:
                 head = handle.read(_SNIFF_BYTES)
         except OSError as exc:
-            return SkippedItem(self.source, ref, entry.name, f"unreadable ({exc.strerror})", provenance)
+            return SkippedItem(self.source, ref, name, f"unreadable ({exc.strerror})", provenance, "unreadable")
         kind = sniff_image(head)
-        if kind is None and entry.suffix.lower() in _PHOTO_SUFFIXES:
-            return RemotePhoto(self.source, ref, entry.name, provenance | {"format": "unknown"}, size=size,
+        if kind is None and entry.suffix.lower() in PHOTO_SUFFIXES:
+            return RemotePhoto(self.source, ref, name, provenance | {"format": "unknown"}, size=size,
                                locator=str(resolved))
         if kind is None:
-            return SkippedItem(self.source, ref, entry.name, "not a JPEG, PNG, WebP or HEIC image", provenance)
-        if kind == "heic" and not self._heic:
-            return SkippedItem(self.source, ref, entry.name, "HEIC image, but pillow-heif is not installed", provenance)
-        return RemotePhoto(self.source, ref, entry.name, provenance | {"format": kind}, size=size, locator=str(resolved))
+            return SkippedItem(self.source, ref, name, f"not a {FORMATS_IN_WORDS} image", provenance)
+        return RemotePhoto(self.source, ref, name, provenance | {"format": kind}, size=size, locator=str(resolved))
 
     def fetch(self, photo: RemotePhoto) -> bytes:
         """The file's bytes, re-checked against the allowed roots (thread-safe)."""
@@ -149,9 +143,22 @@ class LocalFolderSource:
         with path.open("rb") as handle:
             data = handle.read(self._max_bytes + 1)
         if len(data) > self._max_bytes:
-            raise PhotoTooLarge(f"{photo.name}: larger than the {self._max_bytes} byte limit", source_ref=photo.source_ref)
+            raise PhotoTooLarge(f"{photo.name}: larger than the {self._max_bytes} byte limit", source_ref=photo.source_ref,
+                                params={"limit_megabytes": round(self._max_bytes / 2**20)})
         verify_checksums(photo, data)
-        if sniff_image(data) is None and Path(photo.locator).suffix.lower() not in _PHOTO_SUFFIXES:
-            raise UnsupportedImage(f"{photo.name}: not a JPEG, PNG, WebP or HEIC image", source_ref=photo.source_ref)
+        if sniff_image(data) is None and Path(photo.locator).suffix.lower() not in PHOTO_SUFFIXES:
+            raise UnsupportedImage(f"{photo.name}: not a {FORMATS_IN_WORDS} image", source_ref=photo.source_ref)
         self.stats.add(photos_fetched=1, bytes_fetched=len(data))
         return data
+
+
+def _ref(path: Path) -> str:
+    """The stored reference of a file: its path as a person can read it (NUL, control and
+    text-direction characters replaced, kept distinct); the real path travels only as the locator."""
+    return f"local:{distinct_printable(str(path))}"
+
+
+SPEC = SourceSpec(
+    name="local", label="a local folder", graphql_name="LOCAL", kind="folder",
+    summary="Import every photo under a local folder.", target_help="Folder to import, recursively",
+)

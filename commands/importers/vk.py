@@ -14,25 +14,30 @@ from typing import Any
 
 import httpx
 from loguru import logger
+from pydantic import BaseModel
 
 from commands.importers import _http
 from commands.importers.base import (
     AccessDenied,
     BadLink,
     Discovered,
+    OAuthProvider,
+    Opening,
     OwnerDeleted,
     QuotaExhausted,
     RateLimited,
     RemotePhoto,
     SkippedItem,
     SourceError,
+    SourceSpec,
     SourceStats,
     SourceUnavailable,
     TokenExpired,
     verify_checksums,
     verify_image,
 )
-from commands.importers.links import VkAlbumLink, VkLink, VkOwnerLink, VkScreenNameLink
+from commands.importers.links import VK_LINKS, VkAlbumLink, VkLink, VkOwnerLink, VkScreenNameLink
+from domain.names import file_name
 
 DEFAULT_API_BASE = "https://api.vk.com/method"
 API_VERSION = "5.199"
@@ -127,8 +132,8 @@ class VkSource:
                 yield from self._album_photos(owner_id, album)
             except AccessDenied as exc:
                 ref = f"vk:album{owner_id}_{album['id']}"
-                yield SkippedItem(self.source, ref, str(album.get("title", "")), exc.message,
-                                  {"owner_id": owner_id, "album_id": album["id"]})
+                yield SkippedItem(self.source, ref, file_name(str(album.get("title", ""))), exc.message,
+                                  {"owner_id": owner_id, "album_id": album["id"]}, exc.code)
 
     def _resolve(self, link: VkScreenNameLink) -> int:
         found = self._call("utils.resolveScreenName", screen_name=link.screen_name)
@@ -317,3 +322,30 @@ def largest_size(item: dict[str, Any]) -> dict[str, Any] | None:
         candidates,
         key=lambda s: (int(s.get("width") or 0) * int(s.get("height") or 0), SIZE_RANK.get(str(s.get("type")), -1)),
     )
+
+
+class VkSettings(BaseModel):
+    """VK's part of the settings (FACESEARCH_VK_…). Tests point the bases at local fakes."""
+
+    vk_api_base: str = DEFAULT_API_BASE
+    vk_id_base: str = "https://id.vk.com"
+    # The VK ID app of this deployment; its redirect URI points at /api/oauth/vk/callback.
+    vk_client_id: str = ""
+    vk_redirect_uri: str = ""
+    vk_requests_per_second: float = 3.0  # VK allows 3 API calls a second per token
+
+
+def open_vk(link: VkLink, opening: Opening) -> VkSource:
+    return VkSource(link, opening.token or "", api_base=opening.api_base or DEFAULT_API_BASE,
+                    max_bytes=opening.max_bytes, require_https=opening.require_https, renew_token=opening.renew,
+                    **opening.options)
+
+
+SPEC = SourceSpec(
+    name="vk", label="VK", graphql_name="VK", kind="link",
+    summary="Import the photos behind a VK link (needs a VK access token with the photos scope).",
+    target_help="A VK album, album list or page: vk.com/album-1_2, vk.com/albums-1, vk.com/name",
+    link=VK_LINKS, open=open_vk, provider=OAuthProvider("vk", "VK"),
+    settings=VkSettings, api_base_setting="vk_api_base",
+    options=lambda s: {"requests_per_second": s.vk_requests_per_second},
+)

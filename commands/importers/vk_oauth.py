@@ -2,9 +2,10 @@
 
 1. `start_authorization` makes a verifier, its S256 challenge and a state, and the
    URL to send the user to; keep the verifier and state server-side.
-2. VK ID redirects back with `code`, `state` and `device_id`; `exchange_code` checks
-   the state and trades the code (plus the verifier) for an access token, a refresh
-   token and the token's lifetime (an hour).
+2. VK ID redirects back with `code`, `state` and `device_id`; the caller finds the
+   sign-in it kept by that state (`CredentialStore.take_sign_in`: no verifier for a state
+   it did not start), and `exchange_code` trades the code (plus the verifier) for an
+   access token, a refresh token and the token's lifetime (an hour).
 3. When the access token has expired, `refresh_access_token` trades the refresh token
    (bound to the same `device_id`) for a new pair; VK ID rotates the refresh token.
 """
@@ -15,6 +16,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass, field
+
 import httpx
 
 from commands.importers import pkce
@@ -50,13 +52,12 @@ def start_authorization(
 
 
 def exchange_code(
-    *, client_id: str, redirect_uri: str, code: str, device_id: str,
-    expected_state: str, returned_state: str, code_verifier: str,
+    *, client_id: str, redirect_uri: str, code: str, device_id: str, state: str, code_verifier: str,
     id_base: str = DEFAULT_ID_BASE, client: httpx.Client | None = None, now: float | None = None,
 ) -> VkIdToken:
-    """Trade the authorization code for an access token at {id_base}/oauth2/auth."""
-    if not hmac.compare_digest(expected_state.encode(), returned_state.encode()):
-        raise VkAuthError("the VK sign-in answer does not belong to this session: start signing in again")
+    """Trade the authorization code for an access token at {id_base}/oauth2/auth. `state` is
+    the one VK ID returned, already matched to a sign-in started here (`code_verifier` is that
+    sign-in's); VK ID wants it in the form too."""
     form = {
         "grant_type": "authorization_code",
         "code": code,
@@ -64,7 +65,7 @@ def exchange_code(
         "client_id": client_id,
         "device_id": device_id,
         "redirect_uri": redirect_uri,
-        "state": returned_state,
+        "state": state,
     }
     return _vk_id_token(_post_token_form(id_base, form, client, "VK ID refused the sign-in"), now)
 

@@ -13,32 +13,38 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, SecretStr
 
+from commands.images import IMAGE_MIME_TYPES
 from commands.importers import _http
 from commands.importers.base import (
     AccessDenied,
     Discovered,
+    OAuthProvider,
+    Opening,
+    PhotoTooLarge,
     RateLimited,
     RemotePhoto,
     SkippedItem,
     SourceError,
+    SourceSpec,
     SourceStats,
     SourceUnavailable,
     TokenExpired,
     verify_checksums,
     verify_image,
 )
-from commands.importers.links import YandexDiskPath, YandexLink, YandexPublicLink
+from commands.importers.links import YANDEX_LINKS, YandexDiskPath, YandexLink, YandexPublicLink
+from domain.names import distinct_printable, file_name, printable
 
 DEFAULT_API_BASE = "https://cloud-api.yandex.net"
-IMAGE_MIME_TYPES = frozenset({"image/jpeg", "image/pjpeg", "image/png", "image/webp", "image/heic", "image/heif"})
 PAGE_SIZE = 200
 
 
 class YandexDiskSource:
     """Discovers the images behind a Yandex.Disk link and fetches them.
 
-    Only JPEG, PNG, WebP and HEIC/HEIF files (by the API's mime_type) are photos; every
+    Only files of `commands.images.FORMATS` (by the API's mime_type) are photos; every
     other file is yielded as a `SkippedItem` with its reason. `fetch` asks the download
     endpoint for an href, follows it (it redirects to a storage host) without sending
     the OAuth header there, and checks md5 and sha256 from the listing.
@@ -122,12 +128,13 @@ class YandexDiskSource:
 
     def _classify(self, item: dict[str, Any]) -> Discovered:
         path = str(item.get("path") or "/" + str(item.get("name", "")))
-        name = str(item.get("name") or path.rsplit("/", 1)[-1])
-        ref = self._ref(path)
+        # Names are the sharer's: stored printable (no NUL, newline or RLO), the real path only fetches.
+        name = file_name(str(item.get("name") or path.rsplit("/", 1)[-1]))
+        ref = self._ref(distinct_printable(path))
         mime = str(item.get("mime_type") or "").lower()
         size = item.get("size")
-        provenance: dict[str, Any] = {"path": path, "mime_type": mime, "modified": item.get("modified")}
-        if self._public:
+        provenance: dict[str, Any] = {"path": printable(path), "mime_type": mime, "modified": item.get("modified")}
+        if isinstance(self.link, YandexPublicLink):
             provenance |= {"public_key": self.link.key, "public_url": self.link.public_url}
         if item.get("resource_id"):
             provenance["resource_id"] = item["resource_id"]
@@ -135,7 +142,8 @@ class YandexDiskSource:
             what = item.get("media_type") or mime or "unknown type"
             return SkippedItem(self.source, ref, name, f"not a photo ({what})", provenance)
         if isinstance(size, int) and size > self._max_bytes:
-            return SkippedItem(self.source, ref, name, f"larger than the {self._max_bytes} byte limit", provenance)
+            return SkippedItem(self.source, ref, name, f"larger than the {self._max_bytes} byte limit", provenance,
+                               PhotoTooLarge.code)
         return RemotePhoto(
             source=self.source,
             source_ref=ref,
@@ -226,7 +234,7 @@ class YandexDiskSource:
             kind, detail = "", ""
         detail = _http.redact(detail, [self._token])[:200]
         status = response.status_code
-        where = f"{self.link.public_url}{'' if path == '/' else path}" if self._public else path
+        where = f"{self.link.public_url}{'' if path == '/' else path}" if isinstance(self.link, YandexPublicLink) else path
         if status == 401:
             return TokenExpired("Yandex no longer accepts the access token (expired or revoked): sign in again")
         if status == 403:
@@ -236,3 +244,33 @@ class YandexDiskSource:
                 return AccessDenied(f"{where}: the link is broken, or the owner stopped sharing it")
             return AccessDenied(f"{where}: no such folder or file on your Yandex.Disk")
         return SourceError(f"Yandex.Disk refused the request (HTTP {status}: {detail or kind})")
+
+
+class YandexDiskSettings(BaseModel):
+    """Yandex.Disk's part of the settings (FACESEARCH_YADISK_…, FACESEARCH_YANDEX_…)."""
+
+    yadisk_api_base: str = DEFAULT_API_BASE
+    # Yandex OAuth (sign-in for imports from the user's own Yandex.Disk): the app of this
+    # deployment, registered with the Disk read permission; its redirect URI points at
+    # /api/oauth/yandex/callback. An empty scope asks for the app's registered permissions.
+    yandex_oauth_base: str = "https://oauth.yandex.ru"
+    yandex_client_id: str = ""
+    yandex_client_secret: SecretStr = SecretStr("")
+    yandex_redirect_uri: str = ""
+    yandex_scope: str = "cloud_api:disk.read"
+
+
+def open_yadisk(link: YandexLink, opening: Opening) -> YandexDiskSource:
+    return YandexDiskSource(link, opening.token, api_base=opening.api_base or DEFAULT_API_BASE,
+                            max_bytes=opening.max_bytes, require_https=opening.require_https, **opening.options)
+
+
+SPEC = SourceSpec(
+    name="yadisk", label="Yandex.Disk", graphql_name="YANDEX_DISK", kind="link",
+    summary="Import the images of a Yandex.Disk folder or file (public links need no token).",
+    target_help="A public link (disk.yandex.ru/d/…, yadi.sk/…) or disk:/path on your own disk",
+    link=YANDEX_LINKS, open=open_yadisk,
+    # Public links are read anonymously; the user's own disk needs their sign-in.
+    needs_token=lambda link: isinstance(link, YandexDiskPath),
+    provider=OAuthProvider("yandex", "Yandex"), settings=YandexDiskSettings, api_base_setting="yadisk_api_base",
+)

@@ -6,8 +6,9 @@ authorization code flow, with PKCE (S256) as Yandex OAuth supports it
    `{oauth_base}/authorize?response_type=code&client_id=…&redirect_uri=…&state=…
    &code_challenge=…&code_challenge_method=S256[&scope=…]`; keep the verifier and state
    server-side.
-2. Yandex OAuth redirects back with `code` and `state` (or `error`); `exchange_code`
-   checks the state and POSTs `grant_type=authorization_code`, the code and the verifier
+2. Yandex OAuth redirects back with `code` and `state` (or `error`); the caller finds the
+   sign-in it kept by that state (`CredentialStore.take_sign_in`: no verifier for a state
+   it did not start), and `exchange_code` POSTs `grant_type=authorization_code`, the code and the verifier
    to `{oauth_base}/token`, the app's id and secret in a Basic authorization header. The
    answer is `{"token_type": "bearer", "access_token", "expires_in", "refresh_token"}`,
    or `{"error", "error_description"}` with HTTP 400.
@@ -15,14 +16,13 @@ authorization code flow, with PKCE (S256) as Yandex OAuth supports it
 
 from __future__ import annotations
 
-import hmac
 import time
 from dataclasses import dataclass, field
 
 import httpx
 
-from commands.importers.base import SourceUnavailable, TokenExpired
 from commands.importers import pkce
+from commands.importers.base import SourceUnavailable, TokenExpired
 from commands.importers.pkce import AuthorizationRequest
 
 DEFAULT_OAUTH_BASE = "https://oauth.yandex.ru"
@@ -53,13 +53,11 @@ def start_authorization(
 
 
 def exchange_code(
-    *, client_id: str, client_secret: str, code: str, expected_state: str, returned_state: str,
-    code_verifier: str, oauth_base: str = DEFAULT_OAUTH_BASE, client: httpx.Client | None = None,
-    now: float | None = None,
+    *, client_id: str, client_secret: str, code: str, code_verifier: str, oauth_base: str = DEFAULT_OAUTH_BASE,
+    client: httpx.Client | None = None, now: float | None = None,
 ) -> YandexToken:
-    """Trade the confirmation code for an OAuth token at {oauth_base}/token."""
-    if not hmac.compare_digest(expected_state.encode(), returned_state.encode()):
-        raise YandexAuthError("the Yandex sign-in answer does not belong to this session: start signing in again")
+    """Trade the confirmation code for an OAuth token at {oauth_base}/token; `code_verifier`
+    is that of the sign-in the returned state was matched to (`CredentialStore.take_sign_in`)."""
     form = {"grant_type": "authorization_code", "code": code, "code_verifier": code_verifier}
     auth = (client_id, client_secret) if client_secret else None
     if auth is None:
@@ -67,7 +65,8 @@ def exchange_code(
     own_client = client is None
     http = client or httpx.Client(timeout=20.0, trust_env=False)
     try:
-        response = http.post(f"{oauth_base.rstrip('/')}/token", data=form, auth=auth)
+        # auth=None sends no credentials (httpx accepts it; its annotation leaves None out).
+        response = http.post(f"{oauth_base.rstrip('/')}/token", data=form, auth=auth)  # type: ignore[arg-type]
     except httpx.TransportError as exc:
         raise SourceUnavailable(f"Yandex OAuth did not answer ({type(exc).__name__}); try again") from None
     finally:

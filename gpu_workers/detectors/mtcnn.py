@@ -82,7 +82,7 @@ class MTCNNDetector(Detector):
     def _scales(self, height: int, width: int) -> list[float]:
         m = 12.0 / self.min_face_size
         min_layer = min(height, width) * m
-        scales = []
+        scales: list[float] = []
         while min_layer >= 12:
             scales.append(m * self.scale_factor ** len(scales))
             min_layer *= self.scale_factor
@@ -142,7 +142,7 @@ class MTCNNDetector(Detector):
         if owners.size:
             crops = np.concatenate([_crops(im, c, 48) for im, c in zip(images, stage2) if len(c)])
             reg, pts, prob = self.onet.run(None, {self.onet.get_inputs()[0].name: crops})
-        results = []
+        results: list[list[DetectedFace]] = []
         for i, image in enumerate(images):
             sel = owners == i
             if not sel.any():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -10,7 +9,8 @@ import cv2
 import numpy as np
 
 from domain.faces import DetectedFace
-from domain.similarity import Calibration
+from gpu_workers.calibration import ScoreCalibration, load_score_calibration
+from gpu_workers.orientation import upright_turns
 from gpu_workers.runtime import create_session
 from gpu_workers.weights import calibration_path
 
@@ -48,12 +48,13 @@ def align_five_points(image: np.ndarray, face: DetectedFace, size: int = 112) ->
 
 def crop_with_margin(image: np.ndarray, face: DetectedFace, size: int, margin: float) -> np.ndarray:
     """The detector box grown by `margin` pixels in total (half each side), clipped to the
-    image, resized to size x size (FaceNet's own alignment)."""
+    image, turned upright by quarter turns (a face found in a sideways or upside-down photo),
+    resized to size x size (FaceNet's own alignment)."""
     h, w = image.shape[:2]
     b = face.box
     x1, y1 = int(max(0, np.floor(b.x1 - margin / 2))), int(max(0, np.floor(b.y1 - margin / 2)))
     x2, y2 = int(min(w, np.ceil(b.x2 + margin / 2))), int(min(h, np.ceil(b.y2 + margin / 2)))
-    crop = image[y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)]
+    crop = np.ascontiguousarray(np.rot90(image[y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)], upright_turns(face.landmarks.points)))
     interp = cv2.INTER_AREA if min(crop.shape[:2]) > size else cv2.INTER_LINEAR
     return cv2.resize(crop, (size, size), interpolation=interp)
 
@@ -66,6 +67,8 @@ class Embedder(ABC):
     """Turns aligned face crops (n, size, size, 3) RGB uint8 into (n, dim) unit vectors.
 
     `flip`: also embed each face mirrored and use the normalised sum (test-time augmentation).
+    `allow_noncommercial`: False refuses weights licensed for non-commercial use only
+    (`NonCommercialWeightsError`), as settings.allow_noncommercial_weights asks.
     """
 
     name: str = ""
@@ -73,8 +76,12 @@ class Embedder(ABC):
     default_metric: str = "cosine"
     weights: str = ""
 
-    def __init__(self, models_dir: Path, threads: int = 2, use_gpu: bool = True, flip: bool = True, batch_size: int = 16) -> None:
+    def __init__(
+        self, models_dir: Path, threads: int = 2, use_gpu: bool = True, flip: bool = False, batch_size: int = 16,
+        allow_noncommercial: bool = True,
+    ) -> None:
         self.models_dir = Path(models_dir)
+        self.allow_noncommercial = allow_noncommercial
         self.flip = flip
         self.batch_size = batch_size
         self.session = create_session(self._weight_file(), threads, use_gpu)
@@ -110,11 +117,6 @@ class Embedder(ABC):
             vectors = l2_normalise(vectors + l2_normalise(self._run(np.ascontiguousarray(x[..., ::-1]))))
         return vectors
 
-    def calibration(self, metric: str | None = None) -> Calibration | None:
-        """The stored calibration for this model and metric, if `models calibrate` ran."""
-        path = calibration_path(self.models_dir, self.name)
-        if not path.is_file():
-            return None
-        data = json.loads(path.read_text())
-        entry = data.get(metric or self.default_metric)
-        return Calibration.from_dict(entry) if entry else None
+    def calibration(self) -> ScoreCalibration | None:
+        """The stored calibration of this model, if `models calibrate` ran (an old format raises ValueError)."""
+        return load_score_calibration(calibration_path(self.models_dir, self.name).parent)

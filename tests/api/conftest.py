@@ -4,6 +4,7 @@ driven through Starlette's TestClient; users sign in with bearer tokens."""
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from collections.abc import Iterator
@@ -99,7 +100,18 @@ def face_row(photo_id: str, owner: str, index: int, box, **extra: Any) -> dict[s
 def write_test_calibration(models_dir: Path) -> None:
     """A calibration for MODEL under which clustering groups the synthetic identities (no
     model runs in this suite: the real calibration is the pipeline's subject)."""
-    calibration = Calibration(model=MODEL, metric="cosine", slope=20.0, intercept=-8.0, threshold=SAME_PERSON_COSINE)
+    # No cohort: every face has the typical statistics, so the normalised score is
+    # (cos - 0.2) / 0.05; clustering's "same person" (85 % among CLUSTERING_ARCHIVE_FACES faces:
+    # 0.1 / 30 false matches per pair) falls at SAME_PERSON_COSINE.
+    from commands.people import CLUSTERING_ARCHIVE_FACES
+
+    z85 = (SAME_PERSON_COSINE - 0.2) / 0.05
+    rate85 = math.log10(0.1 / CLUSTERING_ARCHIVE_FACES)
+    calibration = Calibration(
+        model=MODEL, knots_score=(0.0, z85 - 1.0, z85), knots_log10_fmr=(0.0, rate85 + 1.0, rate85), tail_slope=-1.0,
+        typical_mean=0.2, typical_std=0.05,
+    )
+    assert abs(calibration.typical_cosine(85.0, CLUSTERING_ARCHIVE_FACES) - SAME_PERSON_COSINE) < 1e-9
     path = models_dir / MODEL / "calibration.json"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"cosine": calibration.to_dict()}))
@@ -125,6 +137,9 @@ def api(tansu, tmp_path_factory) -> Iterator[Api]:
     settings = Settings(
         var_dir=root / "var", models_dir=root / "models", kafka_bootstrap=tansu.bootstrap, run_workers=False,
         max_upload_bytes=MAX_UPLOAD, allowed_import_roots=[root / "imports"], redelivery_after_seconds=2.0,
+        # No workers run here: the re-embedding pass would only poll (and its queries would
+        # land in the query counts of test_no_n_plus_one).
+        reembed_every_seconds=3600.0,
     )
     with TestClient(create_app(settings), raise_server_exceptions=True) as client:
         yield Api(client, settings)

@@ -124,7 +124,7 @@ def test_move_face_to_a_person_and_to_a_new_one(api, users, owner):
 
     api.run(second_face)
     cat = owner.person_of("cat")["id"]
-    assert error_code(api.gql(owner.token, MOVE, face=f"{photo}:1", person=cat)) == "BAD_CORRECTION"
+    assert error_code(api.gql(owner.token, MOVE, face=f"{photo}:1", person=cat)) == "SAME_PHOTO"
 
 
 def test_not_this_person(api, users, owner):

@@ -37,7 +37,7 @@ def test_upload_good_and_duplicate(api, users):
     assert [x["status"] for x in results] == ["new", "new"]
     r = api.upload(users.ann, ("again.jpg", make_image(1), "image/jpeg"))
     assert r.status_code == 201
-    assert r.json()["results"][0] == {"filename": "again.jpg", "status": "duplicate", "photo_id": results[0]["photo_id"], "reason": ""}
+    assert r.json()["results"][0] == {"filename": "again.jpg", "status": "duplicate", "photo_id": results[0]["photo_id"], "reason": "", "code": "", "params": {}}
 
 
 def test_bad_uploads(api, users):

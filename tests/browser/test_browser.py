@@ -52,14 +52,24 @@ def lfw(person: str) -> list[Path]:
     return sorted((Settings().data_dir / "lfw" / "images" / person).glob("*.jpg"))
 
 
+def server_env(var: Path, port: int = 0) -> dict[str, str]:
+    """The environment of the test server (and of a CLI beside it: the same var_dir)."""
+    return {**os.environ, "FACESEARCH_VAR_DIR": str(var), "FACESEARCH_API_PORT": str(port),
+            "FACESEARCH_MODELS_DIR": str(Settings().models_dir), "FACESEARCH_WORKER_USE_GPU": "false"}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    yield from running_server(tmp_path_factory.mktemp("browser") / "var", tmp_path_factory.getbasetemp() / "server.log")
+
+
+def running_server(var: Path, log_path: Path, extra_env: dict[str, str] | None = None):
+    """`facesearch up` on a free port with its state in `var` (and `extra_env` settings);
+    yields its base URL."""
     ensure_client_built()
-    var = tmp_path_factory.mktemp("browser") / "var"
     port = free_port()
-    env = {**os.environ, "FACESEARCH_VAR_DIR": str(var), "FACESEARCH_API_PORT": str(port),
-           "FACESEARCH_MODELS_DIR": str(Settings().models_dir), "FACESEARCH_WORKER_USE_GPU": "false"}
-    log = open(tmp_path_factory.getbasetemp() / "server.log", "w")
+    env = {**server_env(var, port), **(extra_env or {})}
+    log = open(log_path, "w")
     process = subprocess.Popen([sys.executable, "-m", "facesearch", "up", "--port", str(port)], cwd=PROJECT_ROOT,
                                env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

@@ -65,6 +65,9 @@ def test_sigkill_mid_import_then_restart_applies_every_event_once(tmp_path):
 
     server = facesearch(env, "up")
     wait_for_health(env)
+    # The CLI imports as the web client's single account.
+    subprocess.run([sys.executable, "-m", "api.users", "add", "ann", "--password-stdin"], env=env, input=b"ann-password\n",
+                   capture_output=True, check=True, timeout=60)
     importer = facesearch(env, "import", "local", str(album))
     deadline = time.monotonic() + 60
     while stored_events(var_dir) < PHOTOS // 2 and time.monotonic() < deadline:

@@ -56,8 +56,9 @@ def test_no_faces_is_its_own_status():
 
 def test_rejected_photo_needs_no_analysis():
     photo = Photo.rejected(owner="ann", source="upload", source_ref="upload:x", import_id=None,
-                           content_hash="b" * 64, size=3, reason="not an image")
+                           content_hash="b" * 64, size=3, reason="not an image", code="NOT_AN_IMAGE")
     assert photo.status == PhotoStatus.rejected and not photo.needs_analysis
+    assert photo.reject_code == "NOT_AN_IMAGE"
 
 
 def test_import_job_counts_and_settles_each_reference_once():
@@ -66,12 +67,22 @@ def test_import_job_counts_and_settles_each_reference_once():
     assert not job.discover("r1", "a.jpg")
     job.record_stored("r1", "p1", duplicate=False)
     job.record_stored("r1", "p1", duplicate=False)
-    job.record_skipped("r2", "not an image")
-    job.record_failed("r3", "truncated")
+    job.record_skipped("r2", "not an image", "not_a_photo")
+    job.record_failed("r3", "truncated", "CORRUPT_IMAGE")
     assert job.counts() == {"discovered": 3, "stored": 1, "skipped": 1, "failed": 1}
     job.complete()
     with pytest.raises(ImportNotOpen):
         job.discover("r4", "d.jpg")
+
+
+def test_v1_rejections_are_upcast_without_a_code():
+    from domain.import_job import PhotoFailed, PhotoSkipped
+    from domain.photo import PhotoRejected
+
+    for event_class, added in ((PhotoRejected, {}), (PhotoFailed, {"params": {}}), (PhotoSkipped, {})):
+        state = {"reason": "truncated"}
+        event_class.upcast_v1_v2(state)
+        assert state == {"reason": "truncated", "code": ""} | added
 
 
 def test_v1_photo_imported_is_upcast():

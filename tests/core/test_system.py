@@ -7,10 +7,13 @@ import asyncio
 
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
 from domain.envelope import partition_for
+from facesearch import cli
 from facesearch.imports import import_local
-from facesearch.system import System
+from facesearch.settings import Settings
+from facesearch.system import System, UnknownProjection
 from projections.replay import table_checksums
 from projections.tables import checkpoints, imports, photo_sources, photos
 from tests.conftest import huge_png_header, truncated_jpeg, write_images
@@ -124,8 +127,22 @@ async def test_replay_rebuilds_identical_tables(profile_settings, tansu, tmp_pat
 async def test_unknown_projection_is_a_clear_error(profile_settings):
     system = System(profile_settings, start_broker=False)
     try:
-        with pytest.raises(KeyError, match="no projection named 'nope'"):
+        with pytest.raises(UnknownProjection, match="no projection named 'nope'"):
             await system.replay(["nope"])
     finally:
         await system.engine.dispose()
         system.app.close()
+
+
+def test_the_cli_calls_only_an_unknown_projection_a_user_error(tmp_path, monkeypatch):
+    settings = Settings(var_dir=tmp_path / "var")
+    monkeypatch.setattr(cli, "get_settings", lambda: settings)
+    refused = CliRunner().invoke(cli.app, ["replay", "nope"])
+    assert refused.exit_code == 2 and "no projection named 'nope'" in refused.output
+
+    async def broken_handler(self, names=None):  # a bug inside a projection, not the user's mistake
+        raise KeyError("face_id")
+
+    monkeypatch.setattr(System, "replay", broken_handler)
+    crashed = CliRunner().invoke(cli.app, ["replay", "photos"])
+    assert crashed.exit_code == 1 and isinstance(crashed.exception, KeyError)

@@ -14,7 +14,7 @@ import uvicorn
 class ServerThread:
     """`with ServerThread(app) as server:` serves `app` at `server.base_url` until exit."""
 
-    def __init__(self, app, *, host: str = "127.0.0.1") -> None:
+    def __init__(self, app, *, host: str = "127.0.0.1", lifespan: str = "off") -> None:
         self.app = app
         self.host = host
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -23,7 +23,7 @@ class ServerThread:
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock.bind((host, 0))  # a free port, picked by the kernel
         self.port = self._sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan=lifespan,
                                 timeout_keep_alive=30, backlog=256)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},

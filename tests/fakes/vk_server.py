@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.fakes.images import make_image
@@ -74,6 +74,10 @@ class FakeVk:
         self.downloads = 0
         self.downloaded: dict[str, int] = {}  # downloads per file name ("-123_456000_w")
         self.tokens_seen_in_urls = 0
+        # Photo id -> the bytes its downloads answer (any bytes: hostile ones too), or the size
+        # of a JPEG-headed body streamed without Content-Length (for download caps).
+        self.photo_bytes: dict[int, bytes] = {}
+        self.streamed_sizes: dict[int, int] = {}
         self.app = CountingApp(Starlette(routes=[
             Route("/method/{name}", self._method, methods=["GET", "POST"]),
             Route("/dl/{name}", self._download, methods=["GET"]),
@@ -265,6 +269,10 @@ class FakeVk:
             index = int(photo_id)
         except ValueError:
             return Response(status_code=404)
+        if index in self.streamed_sizes:
+            return StreamingResponse(_jpeg_stream(self.streamed_sizes[index]), media_type="image/jpeg")
+        if index in self.photo_bytes:
+            return Response(self.photo_bytes[index], media_type="image/jpeg")
         return Response(make_image(index, "JPEG", label=size_type), media_type="image/jpeg")
 
 
@@ -313,6 +321,14 @@ class FakeVk:
             return JSONResponse({"error": "invalid_grant", "error_description": "code_verifier is invalid"},
                                 status_code=400)
         return self._token_answer(GOOD_TOKEN, form.get("device_id", ""), form.get("state", ""))
+
+
+async def _jpeg_stream(size: int, chunk: int = 256 * 1024):
+    sent = 0
+    while sent < size:
+        part = min(chunk, size - sent)
+        yield (b"\xff\xd8\xff\xe0" + bytes(part - 4)) if sent == 0 else bytes(part)
+        sent += part
 
 
 @contextmanager

@@ -122,7 +122,9 @@ def api_on_fakes(tmp_path: Path, vk, yadisk, yandex_id) -> Iterator[ApiOnFakes]:
         yandex_client_secret=SecretStr(yandex_oauth.CLIENT_SECRET), yandex_redirect_uri=YANDEX_REDIRECT,
         import_backoff_seconds=0.05,
     )
-    with TestClient(create_app(settings, run_system=False), follow_redirects=False) as client:
+    # Signed in by cookie, like the web client, so its state changes name our origin as a browser's do.
+    with TestClient(create_app(settings, run_system=False), follow_redirects=False,
+                    headers={"Origin": "http://testserver"}) as client:
         signed_in = client.post("/api/auth/setup", json={"username": "ann", "password": "ann-password"})
         assert signed_in.status_code == 201, signed_in.text
         yield ApiOnFakes(client, settings, signed_in.json()["user"]["id"], fake_vk, fake_disk, fake_yandex, [])

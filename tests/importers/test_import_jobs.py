@@ -165,6 +165,7 @@ def test_private_album_fails_with_a_clear_message_and_imports_nothing(any_world)
     events = world.job_events(result.import_id)
     assert kinds(events) == ["ImportRequested", "ImportFailed"]
     assert events[-1].reason == result.reason
+    assert (events[-1].code, events[-1].params) == ("access_denied", {})  # for the client's own words
     assert world.vk.downloads == 0
 
 
@@ -244,7 +245,7 @@ def test_checksum_mismatch_ends_as_photo_failed_with_the_reason(world):
     assert result.counts == {"discovered": 7, "stored": 3, "skipped": 3, "failed": 1}
     [failed] = [e for e in world.job_events(result.import_id) if type(e).__name__ == "PhotoFailed"]
     assert failed.source_ref.endswith("/trip/beach.png")
-    assert "md5 checksum" in failed.reason
+    assert "md5 checksum" in failed.reason and failed.code == "checksum_mismatch"
 
 
 def test_same_bytes_from_vk_and_yandex_are_one_photo_with_two_provenance_records(world):
@@ -562,6 +563,25 @@ def test_a_revoked_sign_in_is_never_renewed(world):
 # ---------------------------------------------------------------- CLI
 
 
+def add_account(settings: Settings, name: str) -> str:
+    """An account of the web client in `settings`' read-model database; its id."""
+    import asyncio
+
+    from api.users import UserStore
+    from projections.db import make_engine
+
+    async def create() -> str:
+        engine = make_engine(settings.resolved_read_model_url())
+        try:
+            store = UserStore(engine)
+            await store.create_tables()
+            return (await store.create(name, f"{name}-password")).id
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(create())
+
+
 def test_cli_imports_lists_and_cancels_without_a_token_on_the_command_line(world, monkeypatch):
     import json
 
@@ -579,6 +599,7 @@ def test_cli_imports_lists_and_cancels_without_a_token_on_the_command_line(world
         monkeypatch.setenv(f"FACESEARCH_{name}", str(value))
     monkeypatch.setenv("MY_VK_TOKEN", VK_TOKEN)
     get_settings.cache_clear()
+    add_account(s, "ann")  # the CLI acts as the only account
     runner = CliRunner()
     try:
         vk = runner.invoke(cli.app, ["import", "vk", "vk.com/club_photos", "--token-env", "MY_VK_TOKEN"])
@@ -600,3 +621,35 @@ def test_cli_imports_lists_and_cancels_without_a_token_on_the_command_line(world
         assert VK_TOKEN not in vk.output + again.output + listed.output
     finally:
         get_settings.cache_clear()
+
+
+def test_an_upload_left_open_is_failed_on_resume_keeping_what_came(world):
+    """Its files were in a browser that is gone: the job says so instead of staying open."""
+    import_id = world.app.request_import(owner="ann", source="upload", target="a.jpg, b.jpg")
+    job = world.app.get_import(import_id)
+    job.discover("upload:0:a.jpg", "a.jpg")
+    world.app.store_photo(make_image(1), owner="ann", source="upload", source_ref="upload:a.jpg", import_job=job,
+                          job_ref="upload:0:a.jpg")
+    result = world.resume(import_id)
+    assert result.status == ImportStatus.failed and result.counts["stored"] == 1
+    failed = world.job_events(import_id)[-1]
+    assert (type(failed).__name__, failed.code) == ("ImportFailed", "upload_interrupted")
+
+
+def test_failures_recorded_before_codes_read_with_an_empty_code(world):
+    """PhotoFailed and ImportFailed version 1 (no code, no params) upcast to version 2."""
+    import_id = world.app.request_import(owner="ann", source="upload", target="x")
+    job = world.app.get_import(import_id)
+    job.discover("upload:0:x", "x")
+    job.record_failed("upload:0:x", "empty file", "EMPTY_FILE")
+    job.fail("gone", "upload_interrupted")
+    mapper = world.app.mapper
+    for event in job.collect_events():
+        stored = mapper.to_stored_event(event)
+        state = mapper.transcoder.decode(stored.state)
+        if "code" not in state:
+            continue
+        for key in ("code", "params", "class_version"):
+            state.pop(key, None)  # as version 1 wrote it
+        old = type(stored)(stored.originator_id, stored.originator_version, stored.topic, mapper.transcoder.encode(state))
+        assert (mapper.to_domain_event(old).code, mapper.to_domain_event(old).params) == ("", {})

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from commands.importers import Credentials, SourceConfig, open_source
+from commands.importers import Opening, open_source, parse_link
 from commands.importers.base import BadLink
 from commands.importers.links import (
     VkAlbumLink,
@@ -10,7 +10,6 @@ from commands.importers.links import (
     VkScreenNameLink,
     YandexDiskPath,
     YandexPublicLink,
-    parse_link,
 )
 from tests.fakes import vk_server, yadisk_server
 
@@ -80,13 +79,14 @@ def test_bad_links_are_refused_with_a_reason(text, reason):
 def test_bad_links_are_refused_before_any_request(vk, yadisk):
     vk_fake, vk_base = vk
     disk_fake, disk_base = yadisk
-    config = SourceConfig(vk_api_base=vk_base, yadisk_api_base=disk_base, require_https=False)
-    credentials = Credentials(vk_token=vk_server.GOOD_TOKEN, yandex_token=yadisk_server.GOOD_TOKEN)
+    # Each source would talk to its fake, were a link let through.
+    openings = {"vk.com": Opening(token=vk_server.GOOD_TOKEN, api_base=vk_base, require_https=False),
+                "disk": Opening(token=yadisk_server.GOOD_TOKEN, api_base=disk_base, require_https=False)}
     own = [f"http://127.0.0.1:{vk_base.split(':')[2].split('/')[0]}/method/photos.get",
            f"{disk_base}/v1/disk/public/resources?public_key=x",
            disk_base.replace("http://", "https://") + "/d/abcd"]
     for text in [t for t, _ in BAD_LINKS] + own:
         with pytest.raises(BadLink):
-            open_source(text, credentials, config)
+            open_source(text, openings["vk.com" if "vk" in text else "disk"])
     assert vk_fake.requests == 0
     assert disk_fake.requests == 0

@@ -8,8 +8,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from api.app import create_app
+from commands.importers.tokens import TokenCipher
 from domain.import_job import ImportStatus
 from facesearch.settings import Settings
 from tests.fakes import yadisk_server
@@ -132,13 +134,21 @@ def test_without_a_configured_app_sign_in_is_unavailable(api_on_fakes):
     assert api.get("/api/oauth/yandex/start").status_code == 503
 
 
-def test_the_api_drops_its_old_table_of_vk_tokens(tmp_path):
-    settings = Settings(var_dir=tmp_path / "var", kafka_bootstrap="127.0.0.1:9", run_workers=False)
+def test_a_restart_of_the_api_keeps_what_the_database_holds(tmp_path):
+    settings = Settings(var_dir=tmp_path / "var", kafka_bootstrap="127.0.0.1:9", run_workers=False,
+                        token_key=SecretStr(TokenCipher.generate_key()))
     settings.var_dir.mkdir()
     engine = sa.create_engine(settings.resolved_read_model_url())
-    with engine.begin() as conn:
+    with engine.begin() as conn:  # the table an older API kept VK tokens in: the API drops nothing at start
         conn.execute(sa.text("CREATE TABLE api_vk_tokens (user_id VARCHAR(36) PRIMARY KEY, ciphertext TEXT)"))
-    with TestClient(create_app(settings, run_system=False)):
-        pass
-    assert "api_vk_tokens" not in sa.inspect(engine).get_table_names()
+        conn.execute(sa.text("INSERT INTO api_vk_tokens VALUES ('ann', 'sealed')"))
+    with TestClient(create_app(settings, run_system=False)) as client:
+        store = client.app.state.imports.credentials()  # type: ignore[attr-defined]
+        credential = store.save("ann", "yandex", "y0_token-of-ann")
+    for _ in range(2):
+        with TestClient(create_app(settings, run_system=False)) as client:
+            store = client.app.state.imports.credentials()  # type: ignore[attr-defined]
+            assert store.token_for(credential) == "y0_token-of-ann"
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT user_id, ciphertext FROM api_vk_tokens")).all() == [("ann", "sealed")]
     engine.dispose()

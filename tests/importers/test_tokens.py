@@ -7,6 +7,8 @@ import pytest
 from loguru import logger
 from pydantic import SecretStr
 
+from commands.credentials import CredentialExpired, CredentialMissing, CredentialRevoked, CredentialStore
+from commands.importers.base import TokenExpired
 from commands.importers.tokens import TokenCipher, TokenKeyMissing, TokenUnreadable, mask
 from domain.import_job import ImportStatus
 from facesearch.imports import credential_store
@@ -66,6 +68,50 @@ def test_the_composition_root_makes_the_store_from_the_settings_key(tmp_path):
         store.close()
     with pytest.raises(ImportConfigError, match="FACESEARCH_TOKEN_KEY"):
         credential_store(Settings(var_dir=tmp_path, token_key=SecretStr("")))
+
+
+def test_a_missing_sign_in_is_its_own_error_and_only_unusable_tokens_are_token_expired(tmp_path):
+    store = credential_store(Settings(var_dir=tmp_path, token_key=SecretStr(TokenCipher.generate_key())))
+    try:
+        with pytest.raises(CredentialMissing, match="sign in with VK first") as missing:
+            store.token_for(owner="ann", provider="vk")
+        assert not isinstance(missing.value, TokenExpired) and missing.value.code == "credential_missing"
+        with pytest.raises(CredentialMissing, match="no longer exists") as unknown:
+            store.token_for("no-such-id")
+        assert not isinstance(unknown.value, TokenExpired)
+
+        expired = store.save("ann", "yandex", TOKEN, 1.0)
+        with pytest.raises(CredentialExpired) as stale:
+            store.token_for(expired)
+        assert isinstance(stale.value, TokenExpired) and stale.value.code == "credential_expired"
+        revoked = store.save("ann", "vk", TOKEN)
+        assert store.revoke("ann", "vk") == 1
+        with pytest.raises(CredentialRevoked) as withdrawn:
+            store.token_for(revoked)
+        assert isinstance(withdrawn.value, TokenExpired) and withdrawn.value.code == "credential_revoked"
+    finally:
+        store.close()
+
+
+def test_a_sign_in_is_found_only_by_the_state_it_started_with_by_its_owner_once(tmp_path):
+    now = [1000.0]
+    store = CredentialStore(f"sqlite:///{tmp_path / 'events.db'}", TokenCipher(TokenCipher.generate_key()),
+                            clock=lambda: now[0])
+    try:
+        store.put_sign_in("ann", "vk", "state-ann", "verifier-ann", expires_at=1600.0)
+        assert store.take_sign_in("ann", "vk", "forged") is None  # a state the provider did not get from us
+        assert store.take_sign_in("ann", "yandex", "state-ann") is None  # started for another provider
+        store.put_sign_in("ann", "vk", "state-ann-2", "verifier-2", expires_at=1600.0)
+        assert store.take_sign_in("bob", "vk", "state-ann-2") is None  # someone else's sign-in
+        assert store.take_sign_in("ann", "vk", "state-ann-2") is None  # ... which is spent by that try
+        store.put_sign_in("ann", "vk", "state-late", "verifier-late", expires_at=1600.0)
+        now[0] = 1601.0
+        assert store.take_sign_in("ann", "vk", "state-late") is None  # took too long
+        store.put_sign_in("ann", "vk", "state-ok", "verifier-ok", expires_at=2000.0)
+        assert store.take_sign_in("ann", "vk", "state-ok") == "verifier-ok"
+        assert store.take_sign_in("ann", "vk", "state-ok") is None  # once
+    finally:
+        store.close()
 
 
 def test_tokens_stay_out_of_logs_events_databases_and_answers_on_the_api_path(api_on_fakes, caplog):

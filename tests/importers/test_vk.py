@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from loguru import logger
 
-from commands.importers import Credentials, SourceConfig, open_source
+from commands.importers import Opening, open_source, parse_link
 from commands.importers.base import (
     AccessDenied,
     BadLink,
@@ -17,7 +17,6 @@ from commands.importers.base import (
     SkippedItem,
     TokenExpired,
 )
-from commands.importers.links import parse_link
 from commands.importers.vk import VkSource, largest_size
 from tests.fakes.vk_server import EXPIRED_TOKEN, GOOD_TOKEN, FakeVk
 
@@ -168,8 +167,8 @@ def test_expired_token_raises_token_expired_and_never_shows_the_token(vk):
 def test_open_source_dispatches_vk_links(vk):
     fake, base = vk
     community(fake)
-    config = SourceConfig(vk_api_base=base, require_https=False)
-    with open_source("vk.com/album-123_1002", Credentials(vk_token=GOOD_TOKEN), config) as vk_source:
+    opening = Opening(token=GOOD_TOKEN, api_base=base, require_https=False)
+    with open_source("vk.com/album-123_1002", opening) as vk_source:
         assert isinstance(vk_source, VkSource)
         assert len(list(vk_source.discover())) == 800
 

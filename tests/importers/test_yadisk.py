@@ -4,9 +4,8 @@ import hashlib
 
 import pytest
 
-from commands.importers import Credentials, SourceConfig, open_source
+from commands.importers import Opening, open_source, parse_link
 from commands.importers.base import AccessDenied, ChecksumMismatch, RemotePhoto, SkippedItem, TokenExpired
-from commands.importers.links import parse_link
 from commands.importers.yadisk import YandexDiskSource
 from tests.fakes.images import make_image
 from tests.fakes.yadisk_server import EXPIRED_TOKEN, GOOD_TOKEN
@@ -101,8 +100,7 @@ def test_broken_public_link_is_access_denied(yadisk):
 def test_own_disk_with_token_and_the_token_stays_with_the_api(yadisk):
     fake, base = yadisk
     fake.own = {"Photos": {"2019": {"a.jpg": make_image(11), "b.txt": b"x"}, "c.png": make_image(12, "PNG")}}
-    config = SourceConfig(yadisk_api_base=base, require_https=False)
-    with open_source("disk:/Photos", Credentials(yandex_token=GOOD_TOKEN), config) as disk:
+    with open_source("disk:/Photos", Opening(token=GOOD_TOKEN, api_base=base, require_https=False)) as disk:
         found = list(disk.discover())
         photos = [f for f in found if isinstance(f, RemotePhoto)]
         assert sorted(p.source_ref for p in photos) == ["yadisk:disk:/Photos/2019/a.jpg", "yadisk:disk:/Photos/c.png"]

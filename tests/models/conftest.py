@@ -27,8 +27,8 @@ def data_dir(settings: Settings) -> Path:
 def models_dir(settings: Settings, data_dir: Path) -> Path:
     from facesearch.cli_models import pull_models
 
-    pulled = pull_models(settings, arcface="test-asset")
-    assert {"retinaface", "mtcnn", "facenet512"} <= set(pulled)
+    pulled = pull_models(settings)
+    assert {"retinaface", "mtcnn", "facenet512", "arcface"} <= set(pulled)
     return Path(settings.models_dir)
 
 
@@ -43,10 +43,7 @@ def detectors(models_dir: Path) -> dict:
 def analyzers(models_dir: Path) -> dict:
     from gpu_workers.analyzer import FaceAnalyzer
 
-    out = {"facenet512": FaceAnalyzer("retinaface", "facenet512", models_dir, use_gpu=False)}
-    if (models_dir / "arcface" / "arcface.onnx").is_file():
-        out["arcface"] = FaceAnalyzer("retinaface", "arcface", models_dir, use_gpu=False)
-    return out
+    return {name: FaceAnalyzer("retinaface", name, models_dir, use_gpu=False) for name in ("facenet512", "arcface")}
 
 
 @pytest.fixture(scope="session")

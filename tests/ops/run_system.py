@@ -7,8 +7,8 @@ tests, with monitoring mounted, and stores the photos of --photos once it is up.
 from __future__ import annotations
 
 import argparse
-import threading
 import contextlib
+import threading
 from pathlib import Path
 
 import uvicorn

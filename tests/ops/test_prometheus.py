@@ -11,6 +11,7 @@ import pytest
 
 from api.monitoring import SERIES_BY_NAME
 
+
 def values(result: list[dict]) -> dict[str, float]:
     return {",".join(f"{k}={v}" for k, v in sorted(r["metric"].items())): float(r["value"][1]) for r in result}
 

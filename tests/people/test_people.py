@@ -185,15 +185,43 @@ async def test_two_faces_of_one_photo_never_share_a_person(system, faces):
     assert sum(f in pair for fs in attached.values() for f in fs) == 1
 
 
-def test_low_quality_faces_do_not_seed_people(faces):
+def test_low_quality_faces_neither_seed_nor_join_people(faces):
+    """Crowd faces (small, blurred) resemble everyone a little: they wait for the owner."""
     faces.people(1, 6)
     blurry = [faces.face("ghost", low_quality=True) for _ in range(5)]
-    joins = faces.face("id0", low_quality=True)
+    near = faces.face("id0", low_quality=True)
+    good = faces.face("id0")
     plan = plan_clustering(None, faces.face_set(), THRESHOLD)
     assert len(plan.people) == 1
     [members] = plan.people.values()
-    assert joins in members  # it may join a person, never start one
-    assert set(blurry) <= set(plan.unassigned)
+    assert good in members and near not in members
+    assert set(blurry) | {near} <= set(plan.unassigned)
+
+
+def test_a_person_needs_min_faces_good_faces_to_appear(faces):
+    faces.people(1, 6)
+    few = [faces.face("id1") for _ in range(4)]
+    plan = plan_clustering(None, faces.face_set(), THRESHOLD, min_faces=5)  # too little evidence
+    assert len(plan.people) == 1 and set(few) <= set(plan.unassigned)
+    assert len(plan_clustering(None, faces.face_set(), THRESHOLD, min_faces=4).people) == 2
+
+
+def test_a_face_joins_afterwards_only_at_the_join_threshold(faces):
+    """A leftover (an outlier photo of id0, cosine ≈ 0.64 to the others: DBSCAN's noise)
+    joins at the pair threshold, and stays unassigned below a stricter join threshold (the
+    bar of a search among the whole archive)."""
+    faces.people(1, 6)
+    centre = faces.centres["id0"]
+    aside = faces.rng.standard_normal(centre.shape)
+    aside -= (aside @ centre) * centre
+    outlier = faces.face("id0")
+    faces.vectors[-1] = (centre + 1.2 * aside / np.linalg.norm(aside)) / np.sqrt(1 + 1.2**2)
+    cosine = float(faces.vectors[-1] @ faces.vectors[0])
+    assert THRESHOLD < cosine < 0.9
+    loose = plan_clustering(None, faces.face_set(), THRESHOLD, "dbscan")
+    assert outlier in next(iter(loose.people.values()))
+    strict = plan_clustering(None, faces.face_set(), THRESHOLD, "dbscan", join=0.9)
+    assert outlier in strict.unassigned and len(next(iter(strict.people.values()))) == 6
 
 
 async def test_people_read_model_rebuilds_identically_from_the_log(system, faces):
@@ -233,3 +261,21 @@ def test_scale_path_is_near_linear():
     plan = plan_clustering(None, FaceSet([f"p{i}:0" for i in range(2000)], vectors, np.zeros(2000, bool)), THRESHOLD)
     assert time.perf_counter() - started < 30
     assert len(plan.people) == 200
+
+
+def test_the_people_do_not_depend_on_the_order_photos_arrived_in(faces):
+    faces.people(6, 5)
+    for _ in range(8):
+        faces.face(f"crowd{_}", low_quality=bool(_ % 2))  # strangers seen once, some poor
+    base = faces.face_set()
+
+    def partition(order: np.ndarray) -> tuple[set[frozenset[str]], set[str]]:
+        shuffled = FaceSet([base.ids[i] for i in order], base.vectors[order], base.low_quality[order])
+        plan = plan_clustering(None, shuffled, THRESHOLD, join=0.6)
+        return {frozenset(fs) for fs in plan.people.values()}, set(plan.unassigned)
+
+    first = partition(np.arange(len(base.ids)))
+    assert len(first[0]) == 6
+    rng = np.random.default_rng(7)
+    for _ in range(4):
+        assert partition(rng.permutation(len(base.ids))) == first

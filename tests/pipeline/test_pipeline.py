@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 
+from commands.images import FORMATS_IN_WORDS
 from facesearch.imports import import_local
 from facesearch.search import SearchFilters, SearchInputError, search_by_example, searcher_for
 from facesearch.system import System
@@ -93,7 +94,7 @@ async def test_photos_are_analysed_indexed_and_found_by_example(pipeline_setting
         # Bad examples are clear errors.
         gif = io.BytesIO()
         Image.new("RGB", (32, 32)).save(gif, "GIF")
-        with pytest.raises(SearchInputError, match="JPG, PNG or WEBP"):
+        with pytest.raises(SearchInputError, match=FORMATS_IN_WORDS):
             await search_by_example(system, gif.getvalue(), owner="ann")
         with pytest.raises(SearchInputError, match="not an image"):
             await search_by_example(system, b"hello", owner="ann")

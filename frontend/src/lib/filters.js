@@ -19,3 +19,16 @@ export function toExportQuery(f) {
   if (f.importId) params.set('import_id', f.importId);
   return params.toString();
 }
+
+/** A photo's source reference as a person reads it: an upload's file name without the
+ * internal "upload:" prefix; folders and links as they are. */
+export const shownRef = (ref) => (ref?.startsWith('upload:') ? ref.slice('upload:'.length) : ref ?? '');
+
+/** The filter in words for the Export page: [label key, value] pairs; value is a source key. */
+export function describeFilter(f) {
+  const parts = [];
+  if (f.source) parts.push(['export.bySource', f.source]);
+  if (f.importId) parts.push(['export.byImport', '']);
+  if (f.noFaces) parts.push(['export.noFaces', '']);
+  return parts;
+}

@@ -1,0 +1,127 @@
+"""Start, upload, stop (SIGTERM or kill -9), start again, search: on both profiles.
+
+Failed before projections/vectors.py loaded collections on open: after any restart Milvus
+keeps collections released, and searchByExample and clusterPeople answered
+"Collection 'faces_facenet512' is in state 'released'; call load() before search/get/query".
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.reliability.server import UpProcess
+
+SEARCH = """mutation($id: String!) { searchByExample(input: {exampleId: $id, threshold: 80}) {
+  candidates photos { photoId similarity } } }"""
+CLUSTER = "mutation { clusterPeople { faces people } }"
+ANALYSED_WITHIN_S = 90
+SEARCHABLE_WITHIN_S = 30
+
+
+def pick_photos(data_dir: Path) -> tuple[list[Path], Path]:
+    """Three photos of one person to store, a fourth of the same person to search with."""
+    import csv
+
+    with open(data_dir / "lfw" / "clusters.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    identity = rows[0]["identity"]
+    paths = [data_dir / "lfw" / r["path"] for r in rows if r["identity"] == identity][:4]
+    return paths[:3], paths[3]
+
+
+class Client:
+    def __init__(self, server: UpProcess) -> None:
+        self.http = httpx.Client(base_url=server.url, timeout=60)
+        self.token = ""
+
+    def sign_in(self, first: bool) -> None:
+        body = {"username": "ann", "password": "restart-Test-pass-9431"}
+        r = self.http.post("/api/auth/setup" if first else "/api/auth/login", json=body)
+        assert r.status_code in (200, 201), r.text
+        self.token = r.json()["token"]
+        self.http.cookies.clear()
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def gql(self, query: str, **variables) -> dict:
+        r = self.http.post("/graphql", json={"query": query, "variables": variables}, headers=self.auth)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def search(self, example: Path) -> dict:
+        r = self.http.post("/api/search/examples", files={"file": (example.name, example.read_bytes(), "image/jpeg")},
+                           headers=self.auth)
+        assert r.status_code == 201, r.text
+        return self.gql(SEARCH, id=r.json()["example_id"])
+
+    def wait_analysed(self, count: int) -> None:
+        deadline = time.monotonic() + ANALYSED_WITHIN_S
+        while time.monotonic() < deadline:
+            body = self.gql("{ photos(first: 50) { edges { node { status } } } }")
+            statuses = [e["node"]["status"] for e in body["data"]["photos"]["edges"]]
+            if len(statuses) >= count and all(s == "ANALYSED" for s in statuses):
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"photos not analysed within {ANALYSED_WITHIN_S} s: {statuses}")
+
+
+def search_and_cluster(client: Client, example: Path) -> tuple[set[str], int]:
+    """(photos found for the example, faces clustered); asserts neither failed."""
+    body = client.search(example)
+    assert "errors" not in body, body["errors"]
+    found = {p["photoId"] for p in body["data"]["searchByExample"]["photos"]}
+    body = client.gql(CLUSTER)
+    assert "errors" not in body, body["errors"]
+    return found, body["data"]["clusterPeople"]["faces"]
+
+
+def until_searchable(client: Client, example: Path, stored: int) -> tuple[set[str], int]:
+    """Analysed photos reach the faces and vectors projections a moment later: search until
+    every stored photo is found (bounded)."""
+    deadline = time.monotonic() + SEARCHABLE_WITHIN_S
+    while True:
+        found = search_and_cluster(client, example)
+        if len(found[0]) == stored and found[1] >= stored:
+            return found
+        assert time.monotonic() < deadline, f"not searchable within {SEARCHABLE_WITHIN_S} s: {found}"
+        time.sleep(1.0)
+
+
+@pytest.mark.parametrize(("profile", "stop_signal"), [
+    ("sqlite", signal.SIGTERM), ("sqlite", signal.SIGKILL), ("postgres", signal.SIGKILL),
+], ids=["sqlite-sigterm", "sqlite-kill9", "postgres-kill9"])
+def test_search_after_restart(profile, stop_signal, tmp_path, fresh_tansu, data_dir, models_dir, request):
+    settings = {
+        "var_dir": tmp_path / "var", "models_dir": models_dir, "kafka_bootstrap": fresh_tansu.bootstrap,
+        "topic_prefix": f"r{tmp_path.name[-10:].replace('-', '_')}", "worker_use_gpu": "false",
+        "redelivery_after_seconds": 2.0, "worker_max_wait_ms": 100, "worker_session_timeout_ms": 6000,
+    }
+    if profile == "postgres":
+        dsn = request.getfixturevalue("pg_database")
+        settings |= {"event_store_dsn": dsn, "read_model_url": dsn}
+    stored, example = pick_photos(data_dir)
+    server = UpProcess(settings, tmp_path / "up.log")
+    try:
+        client = Client(server.start())
+        client.sign_in(first=True)
+        files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in stored]
+        assert client.http.post("/api/photos", files=files, headers=client.auth).status_code == 201
+        client.wait_analysed(len(stored))
+        before = until_searchable(client, example, len(stored))
+
+        server.stop(stop_signal)
+        client = Client(server.start())
+        client.sign_in(first=False)
+        assert search_and_cluster(client, example) == before  # the first use after the restart
+        log = server.tail(200_000)
+        assert "call load()" not in log and "Traceback" not in log, log[-3000:]
+    finally:
+        server.stop(signal.SIGTERM) if server.process and server.process.poll() is None else None
+        server.kill_session()
