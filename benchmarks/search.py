@@ -3,6 +3,7 @@ server (the PyPI `milvus` package), HNSW and IVF_PQ.
 
     python -m benchmarks.search --faces 100000 [--faces 1000000] [--queries 200]
         [--backends lite,server] [--indexes HNSW,IVF_PQ] [--model facenet512]
+        [--writes bulk,projection,unflushed]
 
 The collection holds the real LFW face embeddings of clusters.csv (cached after the first
 run) plus synthetic vectors drawn from a Gaussian fitted to them (same mean and per-dimension
@@ -24,6 +25,7 @@ import numpy as np
 from benchmarks._common import machine, print_json, print_table
 from benchmarks._faces import cluster_embeddings
 from facesearch.settings import get_settings
+from projections import vectors as vectors_module
 from projections.vectors import FaceVectorIndex, IndexConfig
 
 
@@ -45,7 +47,17 @@ def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str) -> 
     return np.concatenate(out)
 
 
-def load(index: FaceVectorIndex, model: str, vectors: np.ndarray) -> float:
+WRITES = ("bulk", "projection", "unflushed")
+PROJECTION_ROWS = 4  # rows a write, as the vectors projection writes a photo's faces
+
+
+def load(index: FaceVectorIndex, model: str, vectors: np.ndarray, writes: str = "bulk") -> float:
+    """Fills the collection: `bulk` inserts 5,000 rows at a time and waits for the index;
+    `projection` upserts a few rows at a time through FaceVectorIndex, as the product's
+    vectors projection does (with its Milvus Lite flushing, then the idle flush);
+    `unflushed` the same with that flushing turned off (how the product wrote before it)."""
+    if writes != "bulk":
+        return load_as_projection(index, model, vectors, flush=writes == "projection")
     start = time.perf_counter()
     for s in range(0, len(vectors), 5000):
         rows = [
@@ -65,6 +77,24 @@ def load(index: FaceVectorIndex, model: str, vectors: np.ndarray) -> float:
         time.sleep(2)
     index.client.release_collection(name)
     index.client.load_collection(name)
+    return time.perf_counter() - start
+
+
+def load_as_projection(index: FaceVectorIndex, model: str, vectors: np.ndarray, flush: bool) -> float:
+    start = time.perf_counter()
+    saved = vectors_module.LITE_FLUSH_ROWS
+    vectors_module.LITE_FLUSH_ROWS = saved if flush else 2**62
+    try:
+        for s in range(0, len(vectors), PROJECTION_ROWS):
+            index.upsert(model, [
+                {"id": f"f{i}:0", "photo_id": f"p{i}", "owner": "bench", "source": "local", "import_id": "",
+                 "imported_at": 0, "vector": vectors[i].tolist()}
+                for i in range(s, min(s + PROJECTION_ROWS, len(vectors)))
+            ])
+        if flush:
+            index.flush_idle(idle_s=0.0)
+    finally:
+        vectors_module.LITE_FLUSH_ROWS = saved
     return time.perf_counter() - start
 
 
@@ -92,6 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--backends", default="lite,server")
     parser.add_argument("--indexes", default="HNSW,IVF_PQ")
+    parser.add_argument("--writes", default="bulk", help=f"how rows are written, comma-separated: {', '.join(WRITES)}")
     parser.add_argument("--model", default=settings.embedder)
     parser.add_argument("--clusters", type=Path, default=settings.data_dir / "lfw" / "clusters.csv")
     parser.add_argument("--root", type=Path, default=settings.data_dir / "lfw")
@@ -120,19 +151,22 @@ def main(argv: list[str] | None = None) -> dict:
                     server = server or MilvusServer(work / "server").start()
                     uri = server.uri
                 for kind in args.indexes.split(","):
-                    config = IndexConfig(index_type=kind, ivf_nlist=1024, ivf_nprobe=32, pq_m=64, hnsw_ef=64)
-                    index = FaceVectorIndex(uri, config)
-                    index.drop_all()
-                    load_s = load(index, args.model, vectors)
-                    m = measure(index, args.model, queries, truth)
-                    ran = index.index_type
-                    index.drop_all()
-                    index.close()
-                    row = {"faces": size, "backend": backend, "index": ran if ran == kind else f"{ran} (asked {kind})",
-                           "load_index_s": round(load_s, 1), **m}
-                    results.append(row)
-                    rows.append(list(row.values()))
-                    print(row, flush=True)
+                    for writes in args.writes.split(","):
+                        if writes not in WRITES:
+                            parser.error(f"--writes: {writes!r} is not one of {', '.join(WRITES)}")
+                        config = IndexConfig(index_type=kind, ivf_nlist=1024, ivf_nprobe=32, pq_m=64, hnsw_ef=64)
+                        index = FaceVectorIndex(uri, config)
+                        index.drop_all()
+                        load_s = load(index, args.model, vectors, writes)
+                        m = measure(index, args.model, queries, truth)
+                        ran = index.index_type
+                        index.drop_all()
+                        index.close()
+                        row = {"faces": size, "backend": backend, "index": ran if ran == kind else f"{ran} (asked {kind})",
+                               "writes": writes, "load_index_s": round(load_s, 1), **m}
+                        results.append(row)
+                        rows.append(list(row.values()))
+                        print(row, flush=True)
     finally:
         if server is not None:
             server.stop()
@@ -140,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     print(f"{machine()}; model {args.model} ({real.shape[1]}-d), {len(real)} real LFW faces + synthetic; "
           f"{len(queries)} queries, top-10, owner filter; HNSW M=16 efConstruction=200 ef=64; IVF nlist=1024 nprobe=32, PQ m=64")
-    print_table(["faces", "backend", "index", "load+index s", "p50 ms", "p95 ms", "p99 ms", "recall@10"], rows)
+    print_table(["faces", "backend", "index", "writes", "load+index s", "p50 ms", "p95 ms", "p99 ms", "recall@10"], rows)
     out = {"benchmark": "search", "model": args.model, "queries": len(queries), "results": results, "machine": machine()}
     print_json(out)
     return out

@@ -29,8 +29,11 @@ from commands.people import (
     unassigned_candidates,
 )
 from domain.similarity import Calibration
+from projections.faces import archive_face_count
 from projections.people import embedded_faces
 from projections.vectors import filter_expression
+
+ATTACH_SEARCH_BATCH = 64  # new faces whose neighbours one Milvus request finds
 
 
 async def load_face_set(
@@ -112,15 +115,27 @@ async def attach_new_faces(
     metric = system.vectors.config.metric_for(model)
     expression = filter_expression(owner)
     if threshold is None:
-        archive = await asyncio.to_thread(system.vectors.count, model, expression)
+        archive = await archive_face_count(system.engine, owner, model)
         threshold = join_threshold(calibration, percent, archive)
 
-    def neighbours(face_id: str, vector: np.ndarray) -> list[tuple[str, float]]:
-        hits = system.vectors.search(model, vector, ATTACH_SEARCH_LIMIT, expression)
+    def nearest(vectors: list[np.ndarray]) -> list[list[tuple[str, float]]]:
         # Milvus answers cosine for COSINE and squared L2 otherwise (unit vectors: cos = 1 − d²/2).
-        return [(h.face_id, h.distance if metric == "COSINE" else 1.0 - h.distance / 2.0) for h in hits]
+        return [[(h.face_id, h.distance if metric == "COSINE" else 1.0 - h.distance / 2.0) for h in hits]
+                for hits in system.vectors.search_many(model, vectors, ATTACH_SEARCH_LIMIT, expression)]
 
-    return await asyncio.to_thread(record_attachments, system.app, owner, model, faces, neighbours, threshold)
+    def attach() -> dict[str, list[str]]:
+        # The new faces' neighbours, a batch a request (Milvus Lite reads its keys once a request).
+        found: dict[str, list[tuple[str, float]]] = {}
+        for start in range(0, len(faces.ids), ATTACH_SEARCH_BATCH):
+            ids = faces.ids[start : start + ATTACH_SEARCH_BATCH]
+            found |= dict(zip(ids, nearest([faces.vectors[start + k] for k in range(len(ids))])))
+
+        def neighbours(face_id: str, vector: np.ndarray) -> list[tuple[str, float]]:
+            return found[face_id] if face_id in found else nearest([vector])[0]
+
+        return record_attachments(system.app, owner, model, faces, neighbours, threshold)
+
+    return await asyncio.to_thread(attach)
 
 
 # Suggestions, pickers and the review of faces in no person (read-only) ---------------------

@@ -28,7 +28,7 @@ from domain.similarity import expanded_archive_faces, expansion_seeds, to_cosine
 from domain.verification import Verdict, verdict
 from facesearch import metrics
 from gpu_workers.calibration import ScoreCalibration, cross_check_accepts, load_joint_calibration
-from projections.faces import faces_of_photos
+from projections.faces import archive_face_count, faces_of_photos
 from projections.people import people_of_faces
 from projections.vectors import FaceVectorIndex, VectorHit, filter_expression
 
@@ -269,7 +269,8 @@ class FaceSearcher:
         filters = filters or SearchFilters()
         expression = filter_expression(owner, filters.source, filters.import_id, filters.imported_from, filters.imported_to)
         archive_faces, hits = await asyncio.gather(
-            asyncio.to_thread(self.index.count, model, expression),
+            archive_face_count(self.engine, owner, model, filters.source, filters.import_id, filters.imported_from,
+                               filters.imported_to),
             asyncio.to_thread(self.index.search, model, query, top_k, expression),
         )
         timings["milvus"] = (time.perf_counter() - t) * 1000
@@ -277,7 +278,7 @@ class FaceSearcher:
         t = time.perf_counter()
         scored, agreement, stored = await self._score(model, calibration, query, hits, archive_faces, threshold)
         scored, scored_among = await self._expand(model, calibration, query, scored, stored, expression, top_k, archive_faces)
-        others, verdicts, cross = await self._judge(model, calibration, image, face, scored, threshold, scored_among)
+        others, verdicts, cross = await self._judge(owner, model, calibration, image, face, scored, threshold, scored_among)
         if require_all_models:
             kept = [s for s in scored if cross[s.hit.face_id][1]]
         else:  # the model's own matches, and any the cross-check accepts besides
@@ -329,8 +330,9 @@ class FaceSearcher:
         if not seeds:
             return scored, archive_faces
         hits = {s.hit.face_id: s.hit for s in scored}
-        for seed in seeds:  # a seed is a scored hit: its vector is in `stored`
-            for hit in await asyncio.to_thread(self.index.search, model, stored[seed], top_k, expression):
+        # Every seed in one request (a seed is a scored hit: its vector is in `stored`).
+        for seed_hits in await asyncio.to_thread(self.index.search_many, model, [stored[s] for s in seeds], top_k, expression):
+            for hit in seed_hits:
                 hits.setdefault(hit.face_id, hit)
         new = [face_id for face_id in hits if face_id not in stored]
         stored = {**stored, **(await asyncio.to_thread(self.index.vectors, model, new) if new else {})}
@@ -346,13 +348,13 @@ class FaceSearcher:
         return sorted(out, key=lambda s: -s.score), among
 
     async def _judge(
-        self, model: str, calibration: ScoreCalibration, image: np.ndarray, face: DetectedFace, scored: list[_Scored],
+        self, owner: str, model: str, calibration: ScoreCalibration, image: np.ndarray, face: DetectedFace, scored: list[_Scored],
         threshold: float, archive_faces: int,
     ) -> tuple[list[str], dict[str, list[ModelVerdict]], dict[str, tuple[float | None, bool | None]]]:
         """The cross-checking models, each candidate's verdicts (the searched model first) and
         the cross-check's (combined percent, accepted) of each candidate."""
         verdicts = {s.hit.face_id: [self._verdict(model, calibration, s.cos, s.score, threshold, archive_faces)] for s in scored}
-        others = [m for m in self.cross_check_models(model) if await asyncio.to_thread(self.index.count, m) > 0]
+        others = [m for m in self.cross_check_models(model) if await archive_face_count(self.engine, owner, m) > 0]
         for other in others:
             checked = await self._cross_check(other, image, face, list(verdicts), threshold, archive_faces)
             for face_id, v in checked.items():

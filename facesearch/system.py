@@ -19,10 +19,10 @@ from commands.app import FaceSearchApp
 from commands.blobs import BlobStore, DirectoryBlobStore, S3BlobStore
 from commands.envelopes import read_envelopes
 from commands.policies import AnalysePhoto, EmbedPhoto
-from commands.reconciler import Reconciler
+from commands.reconciler import Progress, Reconciler, Unfinished
 from commands.reembedding import Reembedder
 from commands.relay import ConsumerPosition, OutboxRelay, relay_published
-from domain.envelope import EventEnvelope
+from domain.envelope import EventEnvelope, partition_for
 from facesearch import metrics, milvus_lite
 from facesearch.settings import Settings, Transport
 from facesearch.tansu import TansuBroker
@@ -156,6 +156,8 @@ class System:
                         partial(self._consume, projection.name, topic),
                     )
             self._tasks.append(asyncio.create_task(self._heartbeat()))
+            if self.vectors.lite:  # the vectors projection writes here: flush what it wrote once it pauses
+                self._tasks.append(asyncio.create_task(self._every(1.0, self._flush_idle_vectors)))
         await self.transport.start()
         self._tasks.append(asyncio.create_task(self._every(1.0, self._recover_if_broker_lost)))
         if projections:
@@ -181,7 +183,7 @@ class System:
             self._tasks.append(asyncio.create_task(self._every(self.settings.metrics_sample_seconds, self._sample_metrics)))
         if reconcile:
             self.reconciler = Reconciler(
-                self._unfinished_photos, self.transport, self.transport.command_topic,
+                self._unfinished_photos, self._analysis_progress, self.transport, self.transport.command_topic,
                 self.settings.partitions, self.settings.reconcile_after_seconds,
             )
             self._tasks.append(asyncio.create_task(self._every(self.settings.reconcile_after_seconds / 4, self.reconciler.reconcile)))
@@ -218,9 +220,19 @@ class System:
     async def _consumer_positions(self) -> list[ConsumerPosition]:
         return [ConsumerPosition(*row) for row in await queries.checkpoint_rows(self.engine)]
 
-    async def _unfinished_photos(self, imported_before: float) -> list[AnalysePhoto]:
+    async def _unfinished_photos(self, imported_before: float) -> list[Unfinished]:
         cutoff = datetime.fromtimestamp(imported_before, UTC).isoformat()
-        return [AnalysePhoto(*row) for row in await queries.unanalysed_photos(self.engine, cutoff)]
+        return [Unfinished(AnalysePhoto(photo_id, content_hash, owner), datetime.fromisoformat(at).timestamp())
+                for photo_id, content_hash, owner, at in await queries.unanalysed_photos(self.engine, cutoff)]
+
+    async def _analysis_progress(self, imported_after: float) -> Progress:
+        bound = datetime.fromtimestamp(imported_after, UTC).isoformat()
+        last, finished = await queries.analysis_progress(self.engine, bound)
+        frontier: dict[int, float] = {}
+        for photo_id, at in finished:
+            partition = partition_for(photo_id, self.settings.partitions)
+            frontier[partition] = max(frontier.get(partition, 0.0), datetime.fromisoformat(at).timestamp())
+        return Progress(datetime.fromisoformat(last).timestamp() if last else None, frontier)
 
     async def _photos_missing_model(self, model: str, analysed_before: float, limit: int) -> list[EmbedPhoto]:
         cutoff = datetime.fromtimestamp(analysed_before, UTC).isoformat()
@@ -289,6 +301,9 @@ class System:
 
     async def _heartbeat(self) -> None:
         await self._every(1.0, self.runner.heartbeat)
+
+    async def _flush_idle_vectors(self) -> None:
+        await asyncio.to_thread(self.vectors.flush_idle)
 
     async def _every(self, seconds: float, job: Any) -> None:
         while not self._stop.is_set():

@@ -14,6 +14,7 @@ Stored beside the weights: `<models_dir>/<model>/calibration.json` and `cohort.n
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -94,13 +95,31 @@ class ScoreCalibration:
 
 
 def load_score_calibration(model_dir: Path) -> ScoreCalibration | None:
-    """The stored calibration of a model (None when missing); an old format raises ValueError."""
+    """The stored calibration of a model (None when missing); an old format raises ValueError.
+    Read once per version of its files: every search asks for it."""
     path = Path(model_dir) / CALIBRATION_FILE
-    if not path.is_file():
+    try:
+        stamp = _stamp(path)
+    except FileNotFoundError:
         return None
-    calibration = Calibration.from_dict(json.loads(path.read_text())["cosine"])
     cohort_path = Path(model_dir) / COHORT_FILE
-    cohort = np.load(cohort_path).astype(np.float32) if cohort_path.is_file() else None
+    cohort_stamp = _stamp(cohort_path) if cohort_path.is_file() else None
+    return _read_score_calibration(path, cohort_path, stamp, cohort_stamp)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    status = path.stat()
+    return status.st_mtime_ns, status.st_size
+
+
+@functools.lru_cache(maxsize=16)
+def _read_score_calibration(
+    path: Path, cohort_path: Path, stamp: tuple[int, int], cohort_stamp: tuple[int, int] | None,
+) -> ScoreCalibration:
+    calibration = Calibration.from_dict(json.loads(path.read_text())["cosine"])
+    cohort = np.load(cohort_path).astype(np.float32) if cohort_stamp is not None else None
+    if cohort is not None:
+        cohort.setflags(write=False)  # shared by every caller
     return ScoreCalibration(calibration, cohort)
 
 

@@ -3,6 +3,8 @@ flags, detector, embedding models and processing date; and the photos that have 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -93,6 +95,38 @@ async def faces_of_photos(engine: AsyncEngine, photo_ids: list[str]) -> dict[str
         for row in rows:
             out.setdefault(row.photo_id, []).append(dict(row._mapping))
         return out
+
+
+async def archive_face_count(
+    engine: AsyncEngine, owner: str, model: str, source: str | None = None, import_id: str | None = None,
+    imported_from: datetime | None = None, imported_to: datetime | None = None,
+) -> int:
+    """The faces a search by `model` covers: the owner's, embedded by that model, within the
+    filters (the same ones `projections.vectors.filter_expression` gives Milvus). Counted here
+    because Milvus Lite counts a filtered collection row by row in Python (over a second at
+    20,000 faces); a projection a moment behind Milvus only shifts percentages slightly."""
+    query = (
+        sa.select(sa.func.count()).select_from(faces)
+        .where((faces.c.owner == owner) & faces.c.deleted.is_(False)
+               & (sa.literal(",") + faces.c.models + sa.literal(",")).contains(f",{model},", autoescape=True))
+    )
+    if source:
+        query = query.where(faces.c.source == source)
+    if import_id:
+        query = query.where(faces.c.import_id == import_id)
+    if imported_from or imported_to:  # Milvus compares whole epoch seconds
+        query = query.join(face_photos, face_photos.c.photo_id == faces.c.photo_id)
+        if imported_from:
+            query = query.where(face_photos.c.imported_at >= _iso_second(imported_from))
+        if imported_to:
+            query = query.where(face_photos.c.imported_at < _iso_second(imported_to, plus=1))
+    async with engine.connect() as conn:
+        return int((await conn.execute(query)).scalar_one())
+
+
+def _iso_second(moment: datetime, plus: int = 0) -> str:
+    """The whole second of `moment` (+ `plus`), as the read model writes times (UTC ISO 8601)."""
+    return datetime.fromtimestamp(int(moment.timestamp()) + plus, UTC).isoformat()
 
 
 async def photos_without_faces(engine: AsyncEngine, owner: str | None = None) -> list[dict]:

@@ -17,15 +17,27 @@ async def checkpoint_rows(engine: AsyncEngine) -> list[tuple[str, str, int, int,
         return [tuple(r) for r in rows]
 
 
-async def unanalysed_photos(engine: AsyncEngine, imported_before_iso: str) -> list[tuple[str, str, str]]:
-    """(photo id, content hash, owner) of photos still waiting for analysis."""
+async def unanalysed_photos(engine: AsyncEngine, imported_before_iso: str) -> list[tuple[str, str, str, str]]:
+    """(photo id, content hash, owner, imported at) of photos still waiting for analysis."""
     async with engine.connect() as conn:
         rows = await conn.execute(
-            sa.select(photos.c.id, photos.c.content_hash, photos.c.owner).where(
+            sa.select(photos.c.id, photos.c.content_hash, photos.c.owner, photos.c.imported_at).where(
                 (photos.c.status == "imported") & (photos.c.deleted.is_(False)) & (photos.c.imported_at < imported_before_iso)
             )
         )
         return [tuple(r) for r in rows]
+
+
+async def analysis_progress(engine: AsyncEngine, imported_after_iso: str) -> tuple[str | None, list[tuple[str, str]]]:
+    """When the workers last finished a photo (ISO time, None if never), and (photo id,
+    imported at) of the finished photos imported at or after the bound."""
+    finished = photos.c.status.in_(["analysed", "no_faces"])
+    async with engine.connect() as conn:
+        last = (await conn.execute(sa.select(sa.func.max(photos.c.analysed_at)).where(finished))).scalar()
+        rows = await conn.execute(
+            sa.select(photos.c.id, photos.c.imported_at).where(finished & (photos.c.imported_at >= imported_after_iso))
+        )
+        return last, [tuple(r) for r in rows]
 
 
 def _embedded_by(model: str) -> sa.ColumnElement[bool]:
