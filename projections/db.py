@@ -19,14 +19,22 @@ def async_url(url: str) -> str:
 
 
 def make_engine(url: str) -> AsyncEngine:
-    engine = create_async_engine(async_url(url), pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
+    sqlite = async_url(url).startswith("sqlite")
+    # A file has no connection to lose: pinging it costs every transaction one more round trip
+    # to aiosqlite's thread, while it holds SQLite's only write lock.
+    engine = create_async_engine(async_url(url), pool_pre_ping=not sqlite)
+    if sqlite:
 
         @sa.event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record):  # readers never wait for the writer
+        def _sqlite_pragmas(dbapi_connection, _record):
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
             cursor.execute("PRAGMA busy_timeout=30000")
+            # WAL with NORMAL loses nothing when the process dies (kill -9 included) and stays
+            # consistent after a power cut, which may undo the last commits: a projection's
+            # checkpoint goes with its effects, so those events are applied again (an account or
+            # sign-in made in that last moment is undone). FULL syncs the disk on every commit.
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
     return engine

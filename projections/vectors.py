@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -431,6 +433,10 @@ class VectorProjection(Projection):
     def __init__(self, index: FaceVectorIndex) -> None:
         super().__init__("vectors", ("photos",), (vector_photos,))
         self.index = index
+        # Its own thread for Milvus writes: each runs inside the read models' write transaction
+        # (SQLite has one writer), so queueing behind searches in asyncio's shared pool held up
+        # every projection (a soak with 20 search clients applied 3 events a second).
+        self._writes = ThreadPoolExecutor(1, thread_name_prefix="milvus-writes")
         self.on("PhotoImported")(self._photo_imported)
         self.on("FaceEmbedded")(self._face_embedded)
         self.on("PhotoDeleted")(self._photo_deleted)
@@ -463,7 +469,10 @@ class VectorProjection(Projection):
             "imported_at": epoch_seconds(photo.imported_at),
             "vector": decode_vector(p["vector_b64"]).tolist(),
         }
-        await asyncio.to_thread(self.index.upsert, p["model"], [row])
+        await self._write(self.index.upsert, p["model"], [row])
 
     async def _photo_deleted(self, conn: AsyncConnection, e: EventEnvelope) -> None:
-        await asyncio.to_thread(self.index.delete_photo, e.aggregate_id)
+        await self._write(self.index.delete_photo, e.aggregate_id)
+
+    async def _write(self, action: Callable[..., None], *args: Any) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._writes, functools.partial(action, *args))
