@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from domain.envelope import EventEnvelope
 from domain.faces import DetectedFace
 from projections.base import Projection
+from projections.queries import embedded_by
 from projections.tables import face_photos, faces
 
 faces_projection = Projection("faces", ("photos",), (face_photos, faces))
@@ -107,8 +108,7 @@ async def archive_face_count(
     20,000 faces); a projection a moment behind Milvus only shifts percentages slightly."""
     query = (
         sa.select(sa.func.count()).select_from(faces)
-        .where((faces.c.owner == owner) & faces.c.deleted.is_(False)
-               & (sa.literal(",") + faces.c.models + sa.literal(",")).contains(f",{model},", autoescape=True))
+        .where((faces.c.owner == owner) & faces.c.deleted.is_(False) & embedded_by(model))
     )
     if source:
         query = query.where(faces.c.source == source)

@@ -40,7 +40,7 @@ async def analysis_progress(engine: AsyncEngine, imported_after_iso: str) -> tup
         return last, [tuple(r) for r in rows]
 
 
-def _embedded_by(model: str) -> sa.ColumnElement[bool]:
+def embedded_by(model: str) -> sa.ColumnElement[bool]:
     """The face's comma-separated `models` names `model` (whole names: "arcface" is not "arcface2")."""
     return (sa.literal(",") + faces.c.models + sa.literal(",")).contains(f",{model},", autoescape=True)
 
@@ -54,7 +54,7 @@ async def photos_missing_model(
         sa.select(faces.c.photo_id, photos.c.content_hash, photos.c.owner)
         .join(photos, photos.c.id == faces.c.photo_id)
         .where(
-            faces.c.deleted.is_(False) & photos.c.deleted.is_(False) & ~_embedded_by(model)
+            faces.c.deleted.is_(False) & photos.c.deleted.is_(False) & ~embedded_by(model)
             & (faces.c.processed_at < processed_before_iso)
         )
         .distinct()
@@ -67,7 +67,7 @@ async def photos_missing_model(
 
 async def embedding_progress(engine: AsyncEngine, models: list[str]) -> dict[str, dict[str, int]]:
     """Per model: faces it has embedded, of the faces detected (deleted photos left out)."""
-    columns = [sa.func.count()] + [sa.func.coalesce(sa.func.sum(sa.case((_embedded_by(m), 1), else_=0)), 0) for m in models]
+    columns = [sa.func.count()] + [sa.func.coalesce(sa.func.sum(sa.case((embedded_by(m), 1), else_=0)), 0) for m in models]
     async with engine.connect() as conn:
         total, *embedded = (await conn.execute(sa.select(*columns).where(faces.c.deleted.is_(False)))).one()
     return {model: {"embedded": int(n), "faces": int(total)} for model, n in zip(models, embedded)}
