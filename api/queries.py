@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.people import people_id_for
+from projections.db import snapshot
 from projections.tables import checkpoints, import_problems, imports, people, person_faces, photo_sources, photos
 
 
@@ -104,7 +105,7 @@ async def photo_page(
         sa.select(photos).where(*page_where)
         .order_by(photos.c.imported_at.desc(), photos.c.id.desc()).limit(first + 1)
     )
-    async with engine.connect() as conn:
+    async with snapshot(engine) as conn:
         rows = [dict(r._mapping) for r in await conn.execute(query)]
         total = (await conn.execute(sa.select(sa.func.count()).select_from(photos).where(*where))).scalar_one()
     return rows[:first], len(rows) > first, total
@@ -285,7 +286,7 @@ async def face_page(
         (face_id,) = decode_cursor(after, 1)
         page_where.append(faces.c.id > face_id)
     query = sa.select(faces).where(*page_where).order_by(faces.c.id).limit(first + 1)
-    async with engine.connect() as conn:
+    async with snapshot(engine) as conn:
         rows = [dict(r._mapping) for r in await conn.execute(query)]
         total = (await conn.execute(sa.select(sa.func.count()).select_from(faces).where(*where))).scalar_one()
     return rows[:first], len(rows) > first, total

@@ -6,7 +6,8 @@ minutes, and re-issuing every waiting photo each period would fill the queue wit
 (measured: 5,710 redundant commands in 12 minutes of a 10,000-photo soak). So a photo is
 asked again only when its command must be gone: the workers finished photos queued well after
 it on its partition (commands are taken in order there), or they finished nothing for a whole
-period although photos wait. Each photo waits longer after every attempt.
+period although photos wait (and the read model is not behind). Each photo waits longer after
+every attempt.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class Progress:
     last_finished_at: float | None  # epoch seconds of the latest analysis, if any
     # partition -> the latest import time among finished photos imported at or after a bound
     frontier: dict[int, float] = field(default_factory=dict)
+    # Whether the read model holds every published photo event: a read model behind the event
+    # store shows no recent analysis although the workers are busy, which is not "idle".
+    read_model_current: bool = True
 
 
 FindUnfinished = Callable[[float], Awaitable[list[Unfinished]]]
@@ -70,7 +74,9 @@ class Reconciler:
             self._issued.clear()
             return 0
         progress = await self.find_progress(min(w.imported_at for w in waiting))
-        idle = progress.last_finished_at is None or now - progress.last_finished_at >= self.after_seconds
+        idle = progress.read_model_current and (
+            progress.last_finished_at is None or now - progress.last_finished_at >= self.after_seconds
+        )
         count = 0
         for item in waiting:
             photo_id = item.command.photo_id

@@ -44,6 +44,12 @@ PROJECTIONS: dict[str, Projection] = {
     p.name: p for p in (photos_projection, imports_projection, faces_projection, people_projection)
 }
 
+# A projection applies what the broker hands it in one transaction of up to this many events,
+# waiting this long for a batch to fill: one transaction per event held SQLite's one write lock
+# so often that under search load the read models fell behind the workers (docs/benchmarks.md, "Soak").
+PROJECTION_BATCH = 100
+PROJECTION_BATCH_WAIT_MS = 200
+
 
 class UnknownProjection(Exception):
     """A projection was asked for by a name no projection has (a user's mistake, unlike a
@@ -151,9 +157,10 @@ class System:
             for projection in self.projections.values():
                 for family in projection.families:
                     topic = self.topic_for_family(family)
-                    self.transport.subscribe(
+                    self.transport.subscribe_batches(
                         topic, f"{self.settings.consumer_group}.{projection.name}",
                         partial(self._consume, projection.name, topic),
+                        max_records=PROJECTION_BATCH, max_wait_ms=PROJECTION_BATCH_WAIT_MS,
                     )
             self._tasks.append(asyncio.create_task(self._heartbeat()))
             if self.vectors.lite:  # the vectors projection writes here: flush what it wrote once it pauses
@@ -205,17 +212,20 @@ class System:
         self.workers.append(worker)
         return worker
 
-    async def _consume(self, projection: str, topic: str, body: dict[str, Any]) -> None:
+    async def _consume(self, projection: str, topic: str, bodies: list[dict[str, Any]]) -> None:
         try:
             # Writing vectors into Milvus is the pipeline's `index` stage; the read models are `project`.
-            with metrics.observe_stage("index" if projection == "vectors" else "project"):
-                outcome = await self.runner.handle(projection, topic, EventEnvelope.from_dict(body))
+            with metrics.observe_stage("index" if projection == "vectors" else "project", batch=len(bodies)):
+                outcomes = await self.runner.handle_batch(projection, topic, [EventEnvelope.from_dict(b) for b in bodies])
         except Exception:
-            # Not applied, checkpoint unmoved: the relay will deliver it again.
-            logger.exception("projection {} failed on #{}", projection, body.get("notification_id"))
+            # Not applied, checkpoints unmoved: the broker (or the relay) delivers them again.
+            logger.exception(
+                "projection {} failed on #{}..#{}", projection, bodies[0].get("notification_id"), bodies[-1].get("notification_id")
+            )
             raise
-        self.stats[projection][outcome.value] += 1
-        metrics.PROJECTION_EVENTS.labels(projection, outcome.value).inc()
+        for outcome in outcomes:
+            self.stats[projection][outcome.value] += 1
+            metrics.PROJECTION_EVENTS.labels(projection, outcome.value).inc()
 
     async def _consumer_positions(self) -> list[ConsumerPosition]:
         return [ConsumerPosition(*row) for row in await queries.checkpoint_rows(self.engine)]
@@ -232,7 +242,16 @@ class System:
         for photo_id, at in finished:
             partition = partition_for(photo_id, self.settings.partitions)
             frontier[partition] = max(frontier.get(partition, 0.0), datetime.fromisoformat(at).timestamp())
-        return Progress(datetime.fromisoformat(last).timestamp() if last else None, frontier)
+        return Progress(datetime.fromisoformat(last).timestamp() if last else None, frontier, await self._photos_current())
+
+    async def _photos_current(self) -> bool:
+        """Whether the photos read model has applied everything the relay published to it."""
+        if self.relay is None:
+            return True  # nothing here knows what was published: judge by the read model alone
+        topic = self.topic_for_family("photos")
+        applied = {(t, partition): last for name, t, partition, last, _ in await queries.checkpoint_rows(self.engine)
+                   if name == photos_projection.name and t == topic}
+        return all(applied.get(key, 0) >= head for key, head in self.relay.heads.items() if key[0] == topic)
 
     async def _photos_missing_model(self, model: str, analysed_before: float, limit: int) -> list[EmbedPhoto]:
         cutoff = datetime.fromtimestamp(analysed_before, UTC).isoformat()

@@ -40,6 +40,21 @@ def make_engine(url: str) -> AsyncEngine:
     return engine
 
 
+@contextlib.asynccontextmanager
+async def snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection whose reads all see one state of the database. A page and its total count
+    are two statements: read while a projection writes, each would otherwise see its own
+    moment (a total of 1 above an empty page)."""
+    async with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            # The driver sends no BEGIN before a SELECT; in WAL mode the first read of an open
+            # transaction fixes what every later read of it sees.
+            await conn.exec_driver_sql("BEGIN")
+        else:
+            await conn.execution_options(isolation_level="REPEATABLE READ")
+        yield conn
+
+
 # Processes that start together (projections, API) race to create the same tables, which
 # PostgreSQL can answer with a duplicate-key error: they queue on one advisory lock instead
 # (the key commands/ddl.py uses for the event store's and the relay's tables).

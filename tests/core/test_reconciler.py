@@ -29,6 +29,7 @@ class Archive:
         self.waiting = waiting
         self.finished: dict[str, float] = {}  # id -> imported at
         self.last_finished_at: float | None = None
+        self.read_model_current = True
 
     async def find_unfinished(self, imported_before: float) -> list[Unfinished]:
         return [Unfinished(AnalysePhoto(pid, "h" * 64, "ann"), at) for pid, at in self.waiting.items() if at < imported_before]
@@ -39,7 +40,7 @@ class Archive:
             if at >= imported_after:
                 p = partition_for(pid, PARTITIONS)
                 frontier[p] = max(frontier.get(p, at), at)
-        return Progress(self.last_finished_at, frontier)
+        return Progress(self.last_finished_at, frontier, self.read_model_current)
 
     def finish(self, pid: str, imported_at: float, at: float) -> None:
         self.waiting.pop(pid, None)
@@ -121,3 +122,15 @@ async def test_a_photo_behind_on_another_partition_is_not_called_lost():
     for i, pid in enumerate(busy):  # partition 1 races ahead; partition 2's queue is still moving
         archive.finish(pid, 150.0 + i, 170.0 + i * 0.5)
     assert await r.reconcile(now=200) == 0
+
+
+async def test_a_read_model_behind_the_event_store_is_not_taken_for_idle_workers():
+    # The workers finish photos, but their events wait to be applied: the read model shows no
+    # recent analysis. Re-issuing then would queue every waiting photo again.
+    archive = Archive({"p1": 100.0, "p2": 100.0})
+    publisher = RecordingPublisher()
+    r = reconciler(archive, publisher)
+    archive.read_model_current = False
+    assert await r.reconcile(now=400) == 0 and publisher.sent == []
+    archive.read_model_current = True  # caught up, and still nothing finished: the commands are lost
+    assert await r.reconcile(now=401) == 2
