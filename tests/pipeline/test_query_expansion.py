@@ -19,8 +19,9 @@ import pytest
 from domain.similarity import Calibration
 from facesearch.search import FaceSearcher
 from facesearch.settings import Settings
+from facesearch.system import index_config
 from gpu_workers.calibration import ScoreCalibration
-from projections.vectors import FaceVectorIndex, IndexConfig, face_id, filter_expression
+from projections.vectors import FaceVectorIndex, face_id, filter_expression
 
 DIM = 64
 MODEL = "facenet512"
@@ -41,7 +42,7 @@ def archive(tmp_path: Path):
     """The example e0; a near-certain match (cosine 0.7 with it); another photo of the person,
     cosine 0.15 with the example but 0.6 with the near-certain match; 30 strangers."""
     settings = Settings(var_dir=tmp_path / "var")
-    index = FaceVectorIndex(str(tmp_path / "milvus.db"), IndexConfig.from_settings(settings))
+    index = FaceVectorIndex(str(tmp_path / "milvus.db"), index_config(settings))
     example = axis(0)
     faces = {
         "seed": unit(0.7 * axis(0) + 0.714 * axis(1)),
