@@ -34,7 +34,7 @@ from projections.faces import faces_projection
 from projections.people import people_projection
 from projections.photos import imports_projection, photos_projection
 from projections.replay import replay
-from projections.runner import ProjectionRunner
+from projections.runner import Outcome, ProjectionRunner
 from projections.tables import checkpoints
 from projections.vectors import FaceVectorIndex, IndexConfig, VectorProjection
 
@@ -163,6 +163,10 @@ class System:
             await self.add_worker()
         if projections:
             for projection in self.projections.values():
+                for outcome in Outcome:
+                    # Each series exists at 0 from the start: a projection that applies its first
+                    # events in one batch would otherwise appear already at N, and rate() sees no rise.
+                    metrics.PROJECTION_EVENTS.labels(projection.name, outcome.value)
                 for family in projection.families:
                     topic = self.topic_for_family(family)
                     self.transport.subscribe_batches(

@@ -16,6 +16,13 @@ def values(result: list[dict]) -> dict[str, float]:
     return {",".join(f"{k}={v}" for k, v in sorted(r["metric"].items())): float(r["value"][1]) for r in result}
 
 
+def over_the_run(promql: str) -> str:
+    """The highest value of a series over the last 5 minutes (the whole run; Prometheus started
+    before the system): at the query's instant the photos may all be done, and a rate over the
+    last minute then 0 (a loaded CI machine finished projecting more than a minute before)."""
+    return f"max_over_time(({promql})[5m:1s])"
+
+
 def settle(prometheus, system, seconds: float = 4.0) -> float:
     """Waits until Prometheus has scraped the final counts; returns a time to query at."""
     time.sleep(seconds)
@@ -27,18 +34,21 @@ def test_prometheus_sees_throughput_and_stage_quantiles(live_prometheus, running
     up = values(live_prometheus.query("up", at))
     assert up and all(v == 1 for v in up.values()), f"scrape target down: {up}"
 
-    projected = values(live_prometheus.query(SERIES_BY_NAME["projection_events_per_second"].promql, at))
-    assert projected and all(v > 0 for v in projected.values()), f"no projection throughput: {projected}"
+    projected = values(live_prometheus.query(over_the_run(SERIES_BY_NAME["projection_events_per_second"].promql), at))
+    # The run stores photos directly (no import job, no people): these three apply its events;
+    # the others' series exist at 0.
+    fed = {f"projection={name}" for name in ("photos", "faces", "vectors")}
+    assert all(projected.get(key, 0) > 0 for key in fed), f"no projection throughput: {projected}"
 
-    p50 = values(live_prometheus.query(SERIES_BY_NAME["stage_latency_p50"].promql, at))
-    p95 = values(live_prometheus.query(SERIES_BY_NAME["stage_latency_p95"].promql, at))
+    p50 = values(live_prometheus.query(over_the_run(SERIES_BY_NAME["stage_latency_p50"].promql), at))
+    p95 = values(live_prometheus.query(over_the_run(SERIES_BY_NAME["stage_latency_p95"].promql), at))
     print("stage p50:", p50, "\nstage p95:", p95)
     assert "stage=project" in p50, f"no project-stage quantile: {p50}"
     for stage, value in p50.items():
         assert 0 < value < 30 and not math.isnan(value), (stage, value)
         assert p95[stage] >= value, (stage, value, p95[stage])
 
-    photos = values(live_prometheus.query(SERIES_BY_NAME["photos_per_second"].promql, at))
+    photos = values(live_prometheus.query(over_the_run(SERIES_BY_NAME["photos_per_second"].promql), at))
     print("photos/s:", photos)
     assert photos and sum(photos.values()) > 0, f"no photo throughput: {photos}"
     for stage in ("decode", "detect", "embed"):
