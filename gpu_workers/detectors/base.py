@@ -20,8 +20,13 @@ class Detector(ABC):
     are reported with flags.
     """
 
-    spec: ClassVar[ModelSpec]  # each model's own declaration; `name` repeats its name
+    spec: ClassVar[ModelSpec]  # each model's own declaration; `name` is read from it
     name: str = ""
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "spec" in cls.__dict__:
+            cls.name = cls.spec.name
 
     def __init__(
         self,

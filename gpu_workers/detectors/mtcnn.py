@@ -72,7 +72,6 @@ class MTCNNDetector(Detector):
         },
         default=True,
     )
-    name = spec.name
 
     def __init__(
         self,

@@ -50,7 +50,6 @@ class RetinaFaceDetector(Detector):
         {"retinaface_mnet025.onnx": "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5"},
         input_size=1024, default=True,
     )
-    name = spec.name
 
     def __init__(
         self,
@@ -126,4 +125,3 @@ class RetinaFaceResNet50Detector(RetinaFaceDetector):
         "an ONNX export of biubug6/Pytorch_Retinaface Resnet50_Final.pth, supplied by the user",
         input_size=1024,
     )
-    name = spec.name

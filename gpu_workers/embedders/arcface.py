@@ -23,9 +23,6 @@ class ArcFaceEmbedder(Embedder):
         {"arcface.onnx": "9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f"},
         input_size=112, metric="l2", default=True,
     )
-    name = spec.name
-    input_size = spec.input_size
-    default_metric = spec.metric
 
     def align(self, image: np.ndarray, face: DetectedFace) -> np.ndarray:
         return align_five_points(image, face, self.input_size)

@@ -73,10 +73,15 @@ class Embedder(ABC):
     (`NonCommercialWeightsError`), as settings.allow_noncommercial_weights asks.
     """
 
-    spec: ClassVar[ModelSpec]  # each model's own declaration; the three below repeat its fields
+    spec: ClassVar[ModelSpec]  # each model's own declaration; the three below are read from it
     name: str = ""
     input_size: int = 112
     default_metric: str = "cosine"
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "spec" in cls.__dict__:
+            cls.name, cls.input_size, cls.default_metric = cls.spec.name, cls.spec.input_size, cls.spec.metric
 
     def __init__(
         self, models_dir: Path, threads: int = 2, use_gpu: bool = True, flip: bool = False, batch_size: int = 16,

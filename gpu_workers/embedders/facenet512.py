@@ -27,9 +27,6 @@ class FaceNet512Embedder(Embedder):
         {"graph_final.pb": "704afe26766ce6215931b0bde68650835be9518613d40ce101e641708c7d5c78"},
         input_size=160, default=True,
     )
-    name = spec.name
-    input_size = spec.input_size
-    default_metric = spec.metric
 
     def __init__(self, models_dir: Path, margin: float = 24.0, **kwargs) -> None:
         self.margin = margin

@@ -20,7 +20,7 @@ def sync_url(url: str) -> str:
     return url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
-async def setup(url: str):
+def setup(url: str):
     writer = sa.create_engine(sync_url(url))
     metadata.create_all(writer)
     with writer.begin() as conn:
@@ -49,7 +49,7 @@ def urls(tmp_path, pg_database) -> list[str]:
 
 async def test_a_photo_page_and_its_total_are_read_at_one_moment(tmp_path, pg_database):
     for url in urls(tmp_path, pg_database):
-        engine, writer = await setup(url)
+        engine, writer = setup(url)
         committed = commit_between_reads(engine, writer, "count(")
         rows, has_next, total = await photo_page(engine, "ann", PhotoFilter(), first=50, after=None)
         assert committed, "the writer ran between the two reads"
@@ -63,7 +63,7 @@ async def test_a_photo_page_and_its_total_are_read_at_one_moment(tmp_path, pg_da
 
 async def test_a_snapshot_does_not_see_a_commit_made_after_its_first_read(tmp_path, pg_database):
     for url in urls(tmp_path, pg_database):
-        engine, writer = await setup(url)
+        engine, writer = setup(url)
         count = sa.select(sa.func.count()).select_from(photos)
         async with snapshot(engine) as conn:
             assert (await conn.execute(count)).scalar_one() == 3
@@ -78,7 +78,7 @@ async def test_a_snapshot_does_not_see_a_commit_made_after_its_first_read(tmp_pa
 
 async def test_a_face_page_reads_through_the_snapshot_too(tmp_path, pg_database):
     for url in urls(tmp_path, pg_database):
-        engine, writer = await setup(url)
+        engine, writer = setup(url)
         statements: list[str] = []
         sa.event.listen(engine.sync_engine, "before_cursor_execute",
                         lambda _c, _cur, statement, *_a: statements.append(statement.strip().split()[0].upper()))
