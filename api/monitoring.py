@@ -11,6 +11,10 @@ so the page and Grafana compute the same PromQL over the same metric families:
   of this process's metrics (or all processes sharing PROMETHEUS_MULTIPROC_DIR), taken
   every `metrics_sample_seconds`.
 
+That local evaluation is our own (`rate`, `histogram_quantile` and four expression shapes):
+no Python library evaluates PromQL without a Prometheus server to send it to, and the
+embedded profile has none. tests/ops/test_prometheus.py holds it to Prometheus's answers.
+
 Mount it with `install_monitoring(app, settings)` in `create_app`.
 """
 
@@ -29,8 +33,6 @@ from typing import Any, Literal
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Response
 from loguru import logger
-from prometheus_client import REGISTRY as DEFAULT_REGISTRY
-from prometheus_client import CollectorRegistry
 
 from api.auth import metrics_reader
 from facesearch import metrics
@@ -112,19 +114,9 @@ LabelKey = tuple[tuple[str, str], ...]
 Snapshot = dict[str, dict[LabelKey, float]]  # sample name -> labels -> value
 
 
-def _registry() -> Any:
-    if metrics.multiprocess_dir():
-        from prometheus_client import multiprocess
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return registry
-    return DEFAULT_REGISTRY
-
-
 def take_snapshot(registry: Any = None) -> Snapshot:
     snapshot: Snapshot = {}
-    for family in (registry or _registry()).collect():
+    for family in (registry or metrics.collecting_registry()).collect():
         if not family.name.startswith(metrics.PREFIX):
             continue
         for sample in family.samples:

@@ -99,7 +99,9 @@ TEXT_FORMAT = (
 
 def _json_sink(stream: Any):
     """One JSON object a line, flat enough for log shippers: time, level, message, logger,
-    the context ids at the top level, other bound values under `extra`."""
+    the context ids at the top level, other bound values under `extra`. Our own rather than
+    loguru's `serialize=True`, which nests everything under `record` beside the formatted
+    text (the ids two levels down, where log shippers' field rules do not look)."""
     import json
 
     def write(message: Any) -> None:

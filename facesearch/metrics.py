@@ -75,6 +75,11 @@ BATCH_SIZE = Histogram(
     ["stage"],
     buckets=BATCH_BUCKETS,
 )
+# Each stage's series exist at 0 from the start: a stage first used in one burst between two
+# scrapes would otherwise appear already at N, and rate() would never see that burst.
+for _stage in STAGES:
+    STAGE_SECONDS.labels(_stage)
+    BATCH_SIZE.labels(_stage)
 SEARCH_SECONDS = Histogram(
     f"{PREFIX}_search_seconds",
     "Time to answer one face search, from request to ranked results.",
@@ -235,15 +240,21 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
 
 
-def exposition() -> bytes:
-    """The text format for /metrics: this process, or every process sharing the directory."""
+def collecting_registry() -> Any:
+    """The registry to read: this process's, or one that collects every process sharing
+    PROMETHEUS_MULTIPROC_DIR."""
     if multiprocess_dir():
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
-    return generate_latest(DEFAULT_REGISTRY)
+        return registry
+    return DEFAULT_REGISTRY
+
+
+def exposition() -> bytes:
+    """The text format for /metrics: this process, or every process sharing the directory."""
+    return generate_latest(collecting_registry())
 
 
 def mark_process_dead(pid: int) -> None:
@@ -258,14 +269,7 @@ def serve(port: int, addr: str = "0.0.0.0") -> None:
     """A bare /metrics server for processes without the API (relay, projections, workers)."""
     from prometheus_client import start_http_server
 
-    if multiprocess_dir():
-        from prometheus_client import multiprocess
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        start_http_server(port, addr, registry=registry)
-    else:
-        start_http_server(port, addr)
+    start_http_server(port, addr, registry=collecting_registry())
 
 
 # --- resources ---------------------------------------------------------------------------

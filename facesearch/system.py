@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
+import tenacity
 from loguru import logger
 
 from commands.app import FaceSearchApp
@@ -125,15 +126,13 @@ class System:
     async def prepare_read_models(self) -> None:
         # Processes starting together (relay, projections, API) race to create the same
         # tables and rows; the loser of a race finds them made and tries again.
-        for attempt in range(5):
-            try:
+        async for attempt in tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(5), wait=tenacity.wait_incrementing(start=0.2, increment=0.2),
+            retry=tenacity.retry_if_exception_type(sa.exc.DBAPIError), reraise=True,
+        ):
+            with attempt:
                 await self.runner.create_tables()
                 await self.runner.register(self.topic_for_family)
-                return
-            except sa.exc.DBAPIError:
-                if attempt == 4:
-                    raise
-                await asyncio.sleep(0.2 * (attempt + 1))
 
     async def start(
         self, *, relay: bool = True, projections: bool = True, reconcile: bool = False, workers: bool | None = None,

@@ -231,40 +231,40 @@ class VkSource:
     def _call(self, method: str, **params: Any) -> Any:
         form = {k: str(v) for k, v in params.items()} | {"v": self._api_version, "access_token": self._token}
         renewed = False
-        for attempt in range(self._max_retries + 1):
+
+        def once() -> Any:
+            nonlocal renewed
             self._bucket.acquire()
             self.stats.add(requests=1)
-            retry_reason = None
             try:
                 response = self._client.post(f"{self._api_base}/{method}", data=form)
             except httpx.TransportError as exc:
-                retry_reason = type(exc).__name__
-            else:
-                if response.status_code >= 500:
-                    retry_reason = f"HTTP {response.status_code}"
-                else:
-                    body = self._json(response, method)
-                    if "error" not in body:
-                        return body.get("response")
-                    code = int(body["error"].get("error_code", 0))
-                    message = self._scrub(str(body["error"].get("error_msg", "")))
-                    if code == 5 and not renewed and self._renew():
-                        renewed = True
-                        form["access_token"] = self._token
-                        continue
-                    if code not in _RETRY_CODES:
-                        raise self._error(code, message, params)
-                    retry_reason = _RETRY_CODES[code]
-                    if code != 10 and attempt == self._max_retries:
-                        raise RateLimited(f"VK kept answering '{retry_reason}' after {attempt + 1} attempts; "
-                                          "try again in a few minutes")
-            if attempt == self._max_retries:
-                raise SourceUnavailable(f"VK did not answer {method} ({retry_reason}); try again later")
-            delay = self._backoff * 2**attempt
+                raise _http.Busy(type(exc).__name__) from None
+            if response.status_code >= 500:
+                raise _http.Busy(f"HTTP {response.status_code}")
+            body = self._json(response, method)
+            if "error" not in body:
+                return body.get("response")
+            code = int(body["error"].get("error_code", 0))
+            if code == 5 and not renewed and self._renew():
+                renewed = True  # once per call, and not counted as a retry
+                form["access_token"] = self._token
+                return once()
+            if code not in _RETRY_CODES:
+                raise self._error(code, self._scrub(str(body["error"].get("error_msg", ""))), params)
+            raise _http.Busy(_RETRY_CODES[code], rate_limited=code != 10)
+
+        def on_retry(busy: _http.Busy, wait: float) -> None:
             self.stats.add(retries=1)
-            logger.info("vk {} answered {}; retrying in {:.2f}s", method, retry_reason, delay)
-            self._sleep(delay)
-        raise AssertionError("unreachable")
+            logger.info("vk {} answered {}; retrying in {:.2f}s", method, busy.reason, wait)
+
+        try:
+            return _http.retrying(self._max_retries, self._backoff, sleep=self._sleep, on_retry=on_retry)(once)
+        except _http.Busy as busy:
+            if busy.rate_limited:
+                raise RateLimited(f"VK kept answering '{busy.reason}' after {self._max_retries + 1} attempts; "
+                                  "try again in a few minutes") from None
+            raise SourceUnavailable(f"VK did not answer {method} ({busy.reason}); try again later") from None
 
     def _json(self, response: httpx.Response, method: str) -> dict[str, Any]:
         try:

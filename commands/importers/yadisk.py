@@ -195,26 +195,27 @@ class YandexDiskSource:
         headers = {"Accept": "application/json"}
         if self._token and not self._public:
             headers["Authorization"] = f"OAuth {self._token}"
-        for attempt in range(self._max_retries + 1):
+
+        def once() -> dict[str, Any]:
             self._bucket.acquire()
             self.stats.add(requests=1)
             try:
                 response = self._client.get(f"{self._api_base}{endpoint}", params=params, headers=headers)
             except httpx.TransportError as exc:
-                reason = type(exc).__name__
-            else:
-                if response.status_code == 200:
-                    return self._json(response)
-                if response.status_code != 429 and response.status_code < 500:
-                    raise self._error(response, path)
-                reason = f"HTTP {response.status_code}"
-            if attempt == self._max_retries:
-                if reason == "HTTP 429":
-                    raise RateLimited("Yandex.Disk kept refusing: too many requests; try again in a few minutes")
-                raise SourceUnavailable(f"Yandex.Disk did not answer ({reason}); try again later")
-            self.stats.add(retries=1)
-            self._sleep(self._backoff * 2**attempt)
-        raise AssertionError("unreachable")
+                raise _http.Busy(type(exc).__name__) from None
+            if response.status_code == 200:
+                return self._json(response)
+            if response.status_code != 429 and response.status_code < 500:
+                raise self._error(response, path)
+            raise _http.Busy(f"HTTP {response.status_code}", rate_limited=response.status_code == 429)
+
+        try:
+            return _http.retrying(self._max_retries, self._backoff, sleep=self._sleep,
+                                  on_retry=lambda _busy, _wait: self.stats.add(retries=1))(once)
+        except _http.Busy as busy:
+            if busy.rate_limited:
+                raise RateLimited("Yandex.Disk kept refusing: too many requests; try again in a few minutes") from None
+            raise SourceUnavailable(f"Yandex.Disk did not answer ({busy.reason}); try again later") from None
 
     def _json(self, response: httpx.Response) -> dict[str, Any]:
         try:

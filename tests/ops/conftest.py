@@ -62,6 +62,12 @@ class Prometheus:
         assert body["status"] == "success", body
         return body["data"]["result"]
 
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict]:
+        params = {"query": expr, "start": start, "end": end, "step": step}
+        body = httpx.get(f"{self.url}/api/v1/query_range", params=params, timeout=10).json()
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
 
 @pytest.fixture(scope="session")
 def prometheus(system_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus | None]:
@@ -115,6 +121,11 @@ class RunningSystem:
 
     def get(self, path: str, **params) -> httpx.Response:
         return httpx.get(f"{self.url}{path}", params=params, headers=self.headers, timeout=10)
+
+    def upload(self, files: dict[str, bytes]) -> httpx.Response:
+        """Uploads photos as the signed-in account (one upload job)."""
+        parts = [("files", (name, data, "image/jpeg")) for name, data in files.items()]
+        return httpx.post(f"{self.url}/api/photos", files=parts, headers=self.headers, timeout=60)
 
     def metrics(self) -> str:
         answer = self.get("/metrics")
