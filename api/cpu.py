@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from facesearch.system import System
 
 T = TypeVar("T")
 
@@ -32,10 +36,12 @@ class CpuSlots:
             return await asyncio.to_thread(fn, *args)
 
 
-def cpu_slots_for(system: Any) -> CpuSlots:
-    """The System's slots (one set per process, shared by every request)."""
-    slots = getattr(system, "cpu_slots", None)
+_SLOTS: weakref.WeakKeyDictionary[System, CpuSlots] = weakref.WeakKeyDictionary()
+
+
+def cpu_slots_for(system: System) -> CpuSlots:
+    """The System's slots (one set per System, so per process, shared by every request)."""
+    slots = _SLOTS.get(system)
     if slots is None:
-        slots = CpuSlots(system.settings.max_concurrent_image_jobs)
-        system.cpu_slots = slots
+        slots = _SLOTS[system] = CpuSlots(system.settings.max_concurrent_image_jobs)
     return slots

@@ -10,7 +10,7 @@ import asyncio
 import functools
 import io
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -30,6 +30,9 @@ from domain.import_job import ImportJob
 from domain.names import file_name, printable
 from facesearch import metrics
 from gpu_workers.orientation import upright_turns
+
+if TYPE_CHECKING:
+    from facesearch.system import System
 
 THUMBNAIL_SIZES = (128, 256, 512, 1024)
 MAX_FILES_PER_UPLOAD = 100
@@ -105,7 +108,7 @@ def _refusal(data: bytes | None, limit: int) -> tuple[str, str, dict[str, Any]] 
     return None
 
 
-def _open_job(system: Any, owner: str, import_id: str | None, names: list[str]) -> ImportJob:
+def _open_job(system: System, owner: str, import_id: str | None, names: list[str]) -> ImportJob:
     """The open upload job `import_id` of `owner`, or a new one when none is given (blocking)."""
     if import_id is None:
         return system.app.get_import(system.app.request_import(owner=owner, source=UPLOAD.name, target=_describe(names)))
@@ -120,7 +123,7 @@ def _open_job(system: Any, owner: str, import_id: str | None, names: list[str]) 
     return job
 
 
-def _settle_file(system: Any, import_id: UUID, owner: str, name: str, data: bytes,
+def _settle_file(system: System, import_id: UUID, owner: str, name: str, data: bytes,
                  refusal: tuple[str, str, dict[str, Any]] | None) -> UploadResult:
     """Records one file as the job's (a photo, a duplicate, or a rejected file with its
     reason), all in one thread: a decode never waits outside its CPU slot."""
@@ -147,7 +150,7 @@ def _settle_file(system: Any, import_id: UUID, owner: str, name: str, data: byte
     raise AssertionError("unreachable")
 
 
-def _complete(system: Any, owner: str, import_id: str) -> None:
+def _complete(system: System, owner: str, import_id: str) -> None:
     job = _open_job(system, owner, import_id, [])
     job.complete()
     system.app.save_import(job)

@@ -28,7 +28,7 @@ from api.cpu import cpu_slots_for
 from api.errors import UserError, megabytes
 from api.photos import read_limited
 from commands.images import FORMATS_IN_WORDS, ImageRejected, read_header
-from facesearch.search import SearchInputError, decode_example, searcher_for
+from facesearch.search import SearchInputError, decode_example
 
 EXAMPLE_SECONDS = 30 * 60
 EXAMPLES_PER_USER = 10  # the oldest of the user's own goes first
@@ -139,7 +139,7 @@ async def upload_example(
     except ImageRejected as rejection:
         code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE if rejection.code in UNSUPPORTED else status.HTTP_422_UNPROCESSABLE_CONTENT
         raise UserError(code, rejection.code, f"{rejection} [{rejection.code}]", rejection.params) from None
-    searcher = searcher_for(system)
+    searcher = system.searcher
     slots = cpu_slots_for(system)
     async with slots.held():  # decode, detect and embed off the event loop, a few at a time
         try:

@@ -6,7 +6,7 @@ It is synchronous (the `eventsourcing` library is): async callers run it in a th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import unquote, urlparse
 from uuid import UUID
 
@@ -61,7 +61,7 @@ class StoreOutcome:
     """What became of one set of bytes: a new photo, a known one, or a rejection."""
 
     photo_id: UUID
-    status: str  # "new", "duplicate" or "rejected"
+    status: Literal["new", "duplicate", "rejected"]
     reason: str = ""
     code: str = ""  # why it was rejected, stable (commands.images.ImageRejected.code)
     params: dict[str, Any] = field(default_factory=dict)  # the numbers the code's message quotes

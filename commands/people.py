@@ -28,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from eventsourcing.application import AggregateNotFoundError
@@ -39,6 +39,9 @@ from commands.clustering import algorithm as algorithm_named
 from commands.clustering.graph import BLOCK_ROWS, normalised
 from domain.people import People, new_person_id, people_id_for, photo_of
 from domain.similarity import Calibration
+
+if TYPE_CHECKING:
+    from commands.app import FaceSearchApp
 
 # How many nearest faces of a person count towards joining it (their mean similarity).
 JOIN_NEIGHBOURS = 3
@@ -276,14 +279,14 @@ def _one_per_photo(
 # Recording ------------------------------------------------------------------------------------
 
 
-def _load(app: Any, owner: str, model: str) -> People:
+def _load(app: FaceSearchApp, owner: str, model: str) -> People:
     try:
         return app.repository.get(people_id_for(owner, model))
     except AggregateNotFoundError:
         return People.start(owner, model)
 
 
-def change_people(app: Any, owner: str, model: str, change: Callable[[People], Any], attempts: int = 3) -> Any:
+def change_people(app: FaceSearchApp, owner: str, model: str, change: Callable[[People], Any], attempts: int = 3) -> Any:
     """Loads the owner's people for `model`, applies `change`, saves; retried when another
     command saved in between (the aggregate's version moved)."""
     for attempt in range(attempts):
@@ -298,14 +301,14 @@ def change_people(app: Any, owner: str, model: str, change: Callable[[People], A
     raise AssertionError("unreachable")
 
 
-def peek_people(app: Any, owner: str, model: str) -> People | None:
+def peek_people(app: FaceSearchApp, owner: str, model: str) -> People | None:
     try:
         return app.repository.get(people_id_for(owner, model))
     except AggregateNotFoundError:
         return None
 
 
-def record_clustering(app: Any, owner: str, model: str, faces: FaceSet, threshold: float,
+def record_clustering(app: FaceSearchApp, owner: str, model: str, faces: FaceSet, threshold: float,
                       algorithm: str = DEFAULT_ALGORITHM, params: dict[str, Any] | None = None,
                       join: float | None = None, min_faces: int = MIN_PERSON_FACES) -> ClusteringPlan:
     """Plans a full run against the current people and records it as ClusteringCompleted."""
@@ -322,7 +325,7 @@ def record_clustering(app: Any, owner: str, model: str, faces: FaceSet, threshol
 
 
 def record_attachments(
-    app: Any, owner: str, model: str, faces: FaceSet, neighbours: Callable[[str, np.ndarray], list[tuple[str, float]]],
+    app: FaceSearchApp, owner: str, model: str, faces: FaceSet, neighbours: Callable[[str, np.ndarray], list[tuple[str, float]]],
     threshold: float,
 ) -> dict[str, list[str]]:
     """Attaches faces no run or attachment has seen to existing people, by their nearest
@@ -352,44 +355,44 @@ def record_attachments(
 # Corrections (synchronous: call from a thread in async code) ------------------------------------
 
 
-def name_person(app: Any, owner: str, model: str, person_id: str, name: str) -> None:
+def name_person(app: FaceSearchApp, owner: str, model: str, person_id: str, name: str) -> None:
     change_people(app, owner, model, lambda p: p.name(person_id, name))
 
 
-def merge_people(app: Any, owner: str, model: str, person_id: str, other_id: str) -> None:
+def merge_people(app: FaceSearchApp, owner: str, model: str, person_id: str, other_id: str) -> None:
     """`other_id`'s faces join `person_id`; `other_id` disappears."""
     change_people(app, owner, model, lambda p: p.merge(person_id, other_id))
 
 
-def move_face(app: Any, owner: str, model: str, face_id: str, person_id: str | None) -> str:
+def move_face(app: FaceSearchApp, owner: str, model: str, face_id: str, person_id: str | None) -> str:
     """Puts a face into a person (a new one when `person_id` is None); returns that person's id."""
     return change_people(app, owner, model, lambda p: p.move(face_id, person_id))
 
 
-def reject_face(app: Any, owner: str, model: str, face_id: str, person_id: str) -> None:
+def reject_face(app: FaceSearchApp, owner: str, model: str, face_id: str, person_id: str) -> None:
     """"Not this person": the face leaves and never joins that person again."""
     change_people(app, owner, model, lambda p: p.reject(face_id, person_id))
 
 
-def split_person(app: Any, owner: str, model: str, person_id: str, face_ids: list[str]) -> str:
+def split_person(app: FaceSearchApp, owner: str, model: str, person_id: str, face_ids: list[str]) -> str:
     """`face_ids` leave `person_id` as a new person; returns the new person's id."""
     return change_people(app, owner, model, lambda p: p.split(person_id, face_ids))
 
 
-def decline_merge(app: Any, owner: str, model: str, person_id: str, other_id: str) -> None:
+def decline_merge(app: FaceSearchApp, owner: str, model: str, person_id: str, other_id: str) -> None:
     """"Not the same person": this pair is never suggested again."""
     change_people(app, owner, model, lambda p: p.decline(person_id, other_id))
 
 
-def hide_person(app: Any, owner: str, model: str, person_id: str, hidden: bool = True) -> None:
+def hide_person(app: FaceSearchApp, owner: str, model: str, person_id: str, hidden: bool = True) -> None:
     change_people(app, owner, model, lambda p: p.hide(person_id, hidden))
 
 
-def choose_cover(app: Any, owner: str, model: str, person_id: str, face_id: str) -> None:
+def choose_cover(app: FaceSearchApp, owner: str, model: str, person_id: str, face_id: str) -> None:
     change_people(app, owner, model, lambda p: p.choose_cover(person_id, face_id))
 
 
-def review_faces(app: Any, owner: str, model: str, accepted: dict[str, str], declined: dict[str, str]) -> None:
+def review_faces(app: FaceSearchApp, owner: str, model: str, accepted: dict[str, str], declined: dict[str, str]) -> None:
     """Faces in no person: `accepted` (face → person) join, `declined` never join that person."""
     change_people(app, owner, model, lambda p: p.review(accepted, declined))
 

@@ -8,9 +8,10 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commands.clustering import DEFAULT_ALGORITHM, ClusteringError
 from commands.people import (
@@ -31,13 +32,16 @@ from commands.people import (
 from domain.similarity import Calibration
 from projections.faces import archive_face_count
 from projections.people import embedded_faces
-from projections.vectors import filter_expression
+from projections.vectors import FaceVectorIndex, filter_expression
+
+if TYPE_CHECKING:
+    from facesearch.system import System
 
 ATTACH_SEARCH_BATCH = 64  # new faces whose neighbours one Milvus request finds
 
 
 async def load_face_set(
-    engine: Any, index: Any, owner: str, model: str, exclude: set[str] | None = None, chunk: int = 1000,
+    engine: AsyncEngine, index: FaceVectorIndex, owner: str, model: str, exclude: set[str] | None = None, chunk: int = 1000,
 ) -> FaceSet:
     """The owner's faces embedded by `model`, with their vectors from Milvus and their
     quality flags from the faces read model."""
@@ -68,14 +72,14 @@ class RunSummary:
     seconds: float
 
 
-def _calibration(system: Any, model: str | None, percent: float | None) -> tuple[str, Path, float]:
+def _calibration(system: System, model: str | None, percent: float | None) -> tuple[str, Path, float]:
     model = model or system.settings.embedder
     percent = percent if percent is not None else system.settings.search_threshold_percent
     return model, Path(system.settings.models_dir) / model / "calibration.json", percent  # gpu_workers.weights.calibration_path
 
 
 async def run_clustering(
-    system: Any, owner: str, model: str | None = None, algorithm: str | None = None,
+    system: System, owner: str, model: str | None = None, algorithm: str | None = None,
     params: dict[str, Any] | None = None, percent: float | None = None, threshold: float | None = None,
 ) -> RunSummary:
     """A full run over the owner's faces embedded by `model` (default: the workers' model),
@@ -102,7 +106,7 @@ async def run_clustering(
 
 
 async def attach_new_faces(
-    system: Any, owner: str, model: str | None = None, percent: float | None = None, threshold: float | None = None,
+    system: System, owner: str, model: str | None = None, percent: float | None = None, threshold: float | None = None,
 ) -> dict[str, list[str]]:
     """Attaches the owner's faces that arrived since the last run to existing people by
     their nearest neighbours in Milvus (no re-clustering); returns person id → new faces."""
@@ -154,14 +158,14 @@ class Similarity:
         return round(float(c.percent(c.typical_score(cosine), CLUSTERING_ARCHIVE_FACES)), 1)
 
 
-async def _people_and_faces(system: Any, owner: str, model: str) -> tuple[Any, FaceSet]:
+async def _people_and_faces(system: System, owner: str, model: str) -> tuple[Any, FaceSet]:
     people = await asyncio.to_thread(peek_people, system.app, owner, model)
     if people is None:
         return None, FaceSet([], np.zeros((0, 1), dtype=np.float32), np.zeros(0, dtype=bool))
     return people, await load_face_set(system.engine, system.vectors, owner, model)
 
 
-async def suggest_merges(system: Any, owner: str, model: str, limit: int) -> list[tuple[PersonPair, float]]:
+async def suggest_merges(system: System, owner: str, model: str, limit: int) -> list[tuple[PersonPair, float]]:
     """Pairs of the owner's people that are probably one, most likely first, with their
     calibrated similarity; pairs declined ("not the same") never come back. A pair is
     suggested when its most alike faces reach the search's "same person" (85 %): measured
@@ -175,7 +179,7 @@ async def suggest_merges(system: Any, owner: str, model: str, limit: int) -> lis
 
 
 async def people_near(
-    system: Any, owner: str, model: str, face_ids: list[str], exclude: str | None, limit: int,
+    system: System, owner: str, model: str, face_ids: list[str], exclude: str | None, limit: int,
 ) -> list[tuple[str, float]]:
     """The people nearest these faces (nearest first) with calibrated similarities: for the
     merge, move and assign pickers."""
@@ -186,7 +190,7 @@ async def people_near(
     return [(person_id, similarity.percent(score)) for person_id, score in near]
 
 
-async def review_candidates(system: Any, owner: str, model: str, limit: int) -> list[tuple[FaceCandidate, float]]:
+async def review_candidates(system: System, owner: str, model: str, limit: int) -> list[tuple[FaceCandidate, float]]:
     """The owner's faces in no person, each with its best candidate person, most similar first."""
     model, calibration, _ = _calibration(system, model, None)
     similarity = Similarity(calibration)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,6 +27,7 @@ from domain.faces import DetectedFace
 from domain.similarity import expanded_archive_faces, expansion_seeds, to_cosine
 from domain.verification import Verdict, verdict
 from facesearch import metrics
+from facesearch.settings import Settings
 from gpu_workers.calibration import ScoreCalibration, cross_check_accepts, load_joint_calibration
 from projections.faces import archive_face_count, faces_of_photos
 from projections.people import people_of_faces
@@ -180,7 +181,7 @@ class FaceSearcher:
     """Holds what searching needs: settings, the read models, the vector index, and one
     analyzer per embedding model (loaded on first use)."""
 
-    def __init__(self, settings: Any, engine: AsyncEngine, index: FaceVectorIndex) -> None:
+    def __init__(self, settings: Settings, engine: AsyncEngine, index: FaceVectorIndex) -> None:
         self.settings = settings
         self.engine = engine
         self.index = index
@@ -450,17 +451,15 @@ class FaceSearcher:
         return verdict(calibration.calibration, float(vectors[0] @ vectors[1]), score, self.metric(model), threshold)
 
 
-def searcher_for(system: Any) -> FaceSearcher:
-    """The System's searcher (made once: it caches the models)."""
-    searcher = getattr(system, "searcher", None)
-    if searcher is None:
-        searcher = FaceSearcher(system.settings, system.engine, system.vectors)
-        system.searcher = searcher
-    return searcher
+class Searching(Protocol):
+    """What search needs of its caller: a started `facesearch.system.System` is one."""
+
+    @property
+    def searcher(self) -> FaceSearcher: ...
 
 
 async def search_by_example(
-    system: Any,
+    system: Searching,
     image_bytes: bytes,
     owner: str,
     threshold: float | None = None,
@@ -474,10 +473,8 @@ async def search_by_example(
     largest first; default the largest), best first; `require_all_models` keeps only the matches
     every configured model accepts. Raises `SearchInputError` for bad input.
 
-    `system` is anything with `settings`, `engine` (read models) and `vectors` (a
-    `FaceVectorIndex`): a started `facesearch.system.System` does.
     """
-    return await searcher_for(system).search(
+    return await system.searcher.search(
         image_bytes, owner, threshold=threshold, top_k=top_k, model=model, face_index=face_index, filters=filters,
         require_all_models=require_all_models,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import UTC, datetime
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,6 +25,7 @@ from commands.reembedding import Reembedder
 from commands.relay import ConsumerPosition, OutboxRelay, relay_published
 from domain.envelope import EventEnvelope, partition_for
 from facesearch import metrics, milvus_lite
+from facesearch.search import FaceSearcher
 from facesearch.settings import Settings, Transport
 from facesearch.tansu import TansuBroker
 from facesearch.transport import BrokerTransport
@@ -116,6 +117,11 @@ class System:
         self._stop = asyncio.Event()
         self._last_progress: tuple[int, float] = (-1, 0.0)
         self._tasks: list[asyncio.Task[Any]] = []
+
+    @cached_property
+    def searcher(self) -> FaceSearcher:
+        """Search by example over this system's read models (made once: it caches the models)."""
+        return FaceSearcher(self.settings, self.engine, self.vectors)
 
     def topic_for_family(self, family: str) -> str:
         return f"{self.settings.topic_prefix}.events.{family}"

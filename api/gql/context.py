@@ -8,13 +8,18 @@ a handful of queries, not 150.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
 from api import queries
 from api.users import User
+
+if TYPE_CHECKING:
+    from api.imports import ImportJobs
+    from api.search import ExampleStore
+    from facesearch.system import System
 
 
 @dataclass
@@ -61,9 +66,9 @@ def make_loaders(engine, owner: str) -> Loaders:
 @dataclass
 class Context(BaseContext):
     user: User | None = None
-    system: Any = None
-    imports: Any = None
-    examples: Any = None
+    system: System | None = None
+    imports: ImportJobs | None = None
+    examples: ExampleStore | None = None
     loaders: Loaders | None = field(default=None)
 
     def __post_init__(self) -> None:
@@ -74,7 +79,7 @@ class SignedInContext(Protocol):
     """A `Context` whose user signed in, so it has loaders too (what resolvers get from `_ctx`)."""
 
     user: User
-    system: Any
-    imports: Any
-    examples: Any
+    system: System
+    imports: ImportJobs
+    examples: ExampleStore
     loaders: Loaders

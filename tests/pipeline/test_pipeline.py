@@ -13,7 +13,7 @@ from PIL import Image
 
 from commands.images import FORMATS_IN_WORDS
 from facesearch.imports import import_local
-from facesearch.search import SearchFilters, SearchInputError, search_by_example, searcher_for
+from facesearch.search import SearchFilters, SearchInputError, search_by_example
 from facesearch.system import System
 from projections.faces import photos_without_faces
 from projections.replay import table_checksums
@@ -104,7 +104,7 @@ async def test_photos_are_analysed_indexed_and_found_by_example(pipeline_setting
             await search_by_example(system, held_out, owner="ann", threshold=99)
 
         # Verification: same person vs different people.
-        searcher = searcher_for(system)
+        searcher = system.searcher
         same = await searcher.verify_pair(people[names[0]][0].read_bytes(), held_out)
         different = await searcher.verify_pair(people[names[1]][0].read_bytes(), held_out)
         assert same.same and not different.same and same.similarity > different.similarity

@@ -169,13 +169,11 @@ def test_the_header_check_decodes_no_pixel_even_of_a_content_bomb(monkeypatch):
 
 
 def test_health_answers_fast_while_a_content_bomb_is_a_search_example(api, users, monkeypatch):
-    import api.search as search_module
-
     class NoFaces:  # the models are another suite's subject: here, the header check and the decode
         async def faces_in(self, image, model):
             return []
 
-    monkeypatch.setattr(search_module, "searcher_for", lambda system: NoFaces())
+    monkeypatch.setitem(vars(api.system), "searcher", NoFaces())  # the System's cached searcher
     data = content_bomb()
     with ThreadPoolExecutor(1) as pool:  # three in a row: one slow /health may be the machine's
         sent = pool.submit(lambda: [example(api, users.bob, "flat.png", data) for _ in range(3)])
