@@ -1,13 +1,22 @@
-"""PKCE (RFC 7636, S256) for the OAuth authorization code flows of VK ID and Yandex OAuth:
-a verifier kept server-side, its challenge and a state in the URL the user is sent to."""
+"""The OAuth 2 authorization code flow with PKCE (RFC 7636, S256) for VK ID and Yandex OAuth,
+through Authlib: the URL the user is sent to (a verifier kept server-side, its challenge and a
+state in the URL) and the token requests (client authentication, the provider's error answer)."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import secrets
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlencode
+
+import httpx
+from authlib.common.security import generate_token
+from authlib.integrations.base_client import OAuthError
+from authlib.integrations.httpx_client import OAuth2Client
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+from commands.importers.base import SourceUnavailable
+
+TOKEN_TIMEOUT_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -26,33 +35,59 @@ class AuthorizationRequest:
     code_verifier: str = field(repr=False)
 
 
+class TokenRefused(Exception):
+    """The token endpoint answered with an OAuth error (or without an access token)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason[:200]
+
+
 def code_challenge(verifier: str) -> str:
     """BASE64URL(SHA256(verifier)) without padding (RFC 7636, S256)."""
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return str(create_s256_code_challenge(verifier))
 
 
 def make_pkce(length: int = 64) -> PkcePair:
     """A fresh verifier (43 to 128 unreserved characters) and its S256 challenge."""
     if not 43 <= length <= 128:
         raise ValueError("a PKCE verifier is 43 to 128 characters long")
-    verifier = secrets.token_urlsafe(96)[:length]
+    verifier = generate_token(length)
     return PkcePair(verifier=verifier, challenge=code_challenge(verifier))
 
 
 def start_authorization(authorize_endpoint: str, *, client_id: str, redirect_uri: str, scope: str) -> AuthorizationRequest:
     """A fresh verifier and state, and the authorization URL carrying the S256 challenge
     (`scope` left out when empty: the provider then grants what the app registered)."""
-    pkce = make_pkce()
-    state = secrets.token_urlsafe(32)
-    query = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": redirect_uri,
-        "state": state,
-        "code_challenge": pkce.challenge,
-        "code_challenge_method": "S256",
-    }
-    if scope:
-        query["scope"] = scope
-    return AuthorizationRequest(url=f"{authorize_endpoint}?{urlencode(query)}", state=state, code_verifier=pkce.verifier)
+    verifier = make_pkce().verifier
+    with OAuth2Client(client_id, redirect_uri=redirect_uri, scope=scope or None, code_challenge_method="S256") as client:
+        # 48 letters and digits (285 bits): more than Authlib's default 30.
+        url, state = client.create_authorization_url(authorize_endpoint, state=generate_token(48), code_verifier=verifier)
+    return AuthorizationRequest(url=url, state=state, code_verifier=verifier)
+
+
+def request_token(
+    token_endpoint: str, provider: str, *, client_id: str, client_secret: str = "", extra_body: dict[str, str] | None = None,
+    **form: str,
+) -> dict[str, Any]:
+    """POSTs a token request (`form` holds grant_type and its fields) and returns the answer.
+    With a client secret the client authenticates with HTTP Basic, without one it names
+    itself in the form (a public client). `extra_body` carries fields Authlib keeps for
+    itself otherwise (VK ID wants `state` in the form). Raises `TokenRefused` for an OAuth
+    error and `SourceUnavailable` when the provider does not answer sensibly."""
+    method = "client_secret_basic" if client_secret else "none"
+    body = urlencode(extra_body or {})
+    with OAuth2Client(client_id, client_secret or None, token_endpoint_auth_method=method,
+                      timeout=TOKEN_TIMEOUT_SECONDS, trust_env=False) as client:
+        try:
+            token = dict(client.fetch_token(token_endpoint, body=body, **form))
+        except OAuthError as error:
+            raise TokenRefused(str(error.description or error.error)) from None
+        except httpx.TransportError as error:
+            raise SourceUnavailable(f"{provider} did not answer ({type(error).__name__}); try again") from None
+        except (httpx.HTTPStatusError, ValueError) as error:
+            status = error.response.status_code if isinstance(error, httpx.HTTPStatusError) else "not JSON"
+            raise SourceUnavailable(f"{provider} answered with something that is not a token ({status})") from None
+    if not token.get("access_token"):
+        raise TokenRefused("no access token in the answer")
+    return token

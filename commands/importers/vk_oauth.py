@@ -16,11 +16,10 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass, field
-
-import httpx
+from typing import Any
 
 from commands.importers import pkce
-from commands.importers.base import SourceUnavailable, TokenExpired
+from commands.importers.base import TokenExpired
 from commands.importers.pkce import AuthorizationRequest
 
 DEFAULT_ID_BASE = "https://id.vk.com"
@@ -53,42 +52,36 @@ def start_authorization(
 
 def exchange_code(
     *, client_id: str, redirect_uri: str, code: str, device_id: str, state: str, code_verifier: str,
-    id_base: str = DEFAULT_ID_BASE, client: httpx.Client | None = None, now: float | None = None,
+    id_base: str = DEFAULT_ID_BASE, now: float | None = None,
 ) -> VkIdToken:
     """Trade the authorization code for an access token at {id_base}/oauth2/auth. `state` is
     the one VK ID returned, already matched to a sign-in started here (`code_verifier` is that
     sign-in's); VK ID wants it in the form too."""
-    form = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "code_verifier": code_verifier,
-        "client_id": client_id,
-        "device_id": device_id,
-        "redirect_uri": redirect_uri,
-        "state": state,
-    }
-    return _vk_id_token(_post_token_form(id_base, form, client, "VK ID refused the sign-in"), now)
+    body = _request_token(id_base, "VK ID refused the sign-in", client_id=client_id, extra_body={"state": state},
+                          grant_type="authorization_code", code=code, code_verifier=code_verifier,
+                          device_id=device_id, redirect_uri=redirect_uri)
+    return _vk_id_token(body, now)
 
 
 def refresh_access_token(
-    *, client_id: str, refresh_token: str, device_id: str, id_base: str = DEFAULT_ID_BASE,
-    client: httpx.Client | None = None, now: float | None = None,
+    *, client_id: str, refresh_token: str, device_id: str, id_base: str = DEFAULT_ID_BASE, now: float | None = None,
 ) -> VkIdToken:
     """Trade a refresh token for a new access token (and a new refresh token) at
     {id_base}/oauth2/auth. `VkAuthError` when VK ID refuses (the refresh token expired,
     was used already, or the sign-in was withdrawn)."""
     state = secrets.token_urlsafe(32)
-    form = {
-        "grant_type": "refresh_token",
-        "refresh_token": refresh_token,
-        "client_id": client_id,
-        "device_id": device_id,
-        "state": state,
-    }
-    body = _post_token_form(id_base, form, client, "VK ID refused to renew the sign-in")
+    body = _request_token(id_base, "VK ID refused to renew the sign-in", client_id=client_id, extra_body={"state": state},
+                          grant_type="refresh_token", refresh_token=refresh_token, device_id=device_id)
     if body.get("state") is not None and not hmac.compare_digest(str(body["state"]).encode(), state.encode()):
         raise VkAuthError("VK ID's answer to renewing the sign-in does not belong to this request")
     return _vk_id_token(body, now)
+
+
+def _request_token(id_base: str, refused: str, **request: Any) -> dict[str, Any]:
+    try:
+        return pkce.request_token(f"{id_base.rstrip('/')}/oauth2/auth", "VK ID", **request)
+    except pkce.TokenRefused as refusal:
+        raise VkAuthError(f"{refused}: {refusal.reason}") from None
 
 
 def _vk_id_token(body: dict, now: float | None) -> VkIdToken:
@@ -100,25 +93,3 @@ def _vk_id_token(body: dict, now: float | None) -> VkIdToken:
         refresh_token=body.get("refresh_token") or None,
         scope=str(body.get("scope") or ""),
     )
-
-
-def _post_token_form(id_base: str, form: dict[str, str], client: httpx.Client | None, refused: str) -> dict:
-    """POST the form to VK ID's token endpoint; the answer's JSON, with an access token."""
-    own_client = client is None
-    http = client or httpx.Client(timeout=20.0, trust_env=False)
-    try:
-        response = http.post(f"{id_base.rstrip('/')}/oauth2/auth", data=form)
-    except httpx.TransportError as exc:
-        raise SourceUnavailable(f"VK ID did not answer ({type(exc).__name__}); try again") from None
-    finally:
-        if own_client:
-            http.close()
-    try:
-        body = response.json()
-    except ValueError:
-        raise SourceUnavailable(f"VK ID answered with something that is not JSON (HTTP {response.status_code})") from None
-    if not isinstance(body, dict) or "error" in body or "access_token" not in body:
-        body = body if isinstance(body, dict) else {}
-        reason = str(body.get("error_description") or body.get("error") or "no access token in the answer")
-        raise VkAuthError(f"{refused}: {reason[:200]}")
-    return body

@@ -19,10 +19,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import httpx
-
 from commands.importers import pkce
-from commands.importers.base import SourceUnavailable, TokenExpired
+from commands.importers.base import TokenExpired
 from commands.importers.pkce import AuthorizationRequest
 
 DEFAULT_OAUTH_BASE = "https://oauth.yandex.ru"
@@ -54,33 +52,17 @@ def start_authorization(
 
 def exchange_code(
     *, client_id: str, client_secret: str, code: str, code_verifier: str, oauth_base: str = DEFAULT_OAUTH_BASE,
-    client: httpx.Client | None = None, now: float | None = None,
+    now: float | None = None,
 ) -> YandexToken:
     """Trade the confirmation code for an OAuth token at {oauth_base}/token; `code_verifier`
-    is that of the sign-in the returned state was matched to (`CredentialStore.take_sign_in`)."""
-    form = {"grant_type": "authorization_code", "code": code, "code_verifier": code_verifier}
-    auth = (client_id, client_secret) if client_secret else None
-    if auth is None:
-        form["client_id"] = client_id
-    own_client = client is None
-    http = client or httpx.Client(timeout=20.0, trust_env=False)
+    is that of the sign-in the returned state was matched to (`CredentialStore.take_sign_in`).
+    With the app's secret the app authenticates with HTTP Basic, as Yandex documents."""
     try:
-        # auth=None sends no credentials (httpx accepts it; its annotation leaves None out).
-        response = http.post(f"{oauth_base.rstrip('/')}/token", data=form, auth=auth)  # type: ignore[arg-type]
-    except httpx.TransportError as exc:
-        raise SourceUnavailable(f"Yandex OAuth did not answer ({type(exc).__name__}); try again") from None
-    finally:
-        if own_client:
-            http.close()
-    try:
-        body = response.json()
-    except ValueError:
-        raise SourceUnavailable(
-            f"Yandex OAuth answered with something that is not JSON (HTTP {response.status_code})") from None
-    if not isinstance(body, dict) or "error" in body or not body.get("access_token"):
-        body = body if isinstance(body, dict) else {}
-        reason = str(body.get("error_description") or body.get("error") or "no access token in the answer")
-        raise YandexAuthError(f"Yandex refused the sign-in: {reason[:200]}")
+        body = pkce.request_token(f"{oauth_base.rstrip('/')}/token", "Yandex OAuth", client_id=client_id,
+                                  client_secret=client_secret, grant_type="authorization_code", code=code,
+                                  code_verifier=code_verifier)
+    except pkce.TokenRefused as refusal:
+        raise YandexAuthError(f"Yandex refused the sign-in: {refusal.reason}") from None
     issued = time.time() if now is None else now
     lifetime = float(body.get("expires_in") or 0)
     return YandexToken(
