@@ -67,6 +67,13 @@ class StoreOutcome:
     params: dict[str, Any] = field(default_factory=dict)  # the numbers the code's message quotes
 
 
+def _known_outcome(photo: Photo) -> StoreOutcome:
+    """What storing bytes already stored as `photo` comes to: a duplicate, or the rejection again."""
+    if photo.status == PhotoStatus.rejected:
+        return StoreOutcome(photo.id, "rejected", "rejected before", "REJECTED_BEFORE", {"first_code": photo.reject_code})
+    return StoreOutcome(photo.id, "duplicate")
+
+
 class FaceSearchApp(Application[UUID]):
     name = "facesearch"
     # Aggregates are kept in memory between commands: import jobs grow long.
@@ -102,54 +109,45 @@ class FaceSearchApp(Application[UUID]):
         job_ref = job_ref or source_ref
         digest = content_hash(data)
         import_id = str(import_job.id) if import_job else None
-        existing = self._get_photo(photo_id_for(owner, digest))
-        if existing is not None:
-            existing.add_source(source, source_ref, import_id)
-            outcome = StoreOutcome(existing.id, "duplicate")
-            if existing.status == PhotoStatus.rejected:
-                outcome = StoreOutcome(existing.id, "rejected", "rejected before", "REJECTED_BEFORE",
-                                       {"first_code": existing.reject_code})
+        for attempt in range(2):
+            existing = self._get_photo(photo_id_for(owner, digest))
+            if existing is not None:
+                existing.add_source(source, source_ref, import_id)
+                photo, outcome = existing, _known_outcome(existing)
+            else:
+                photo, outcome = self._new_photo(data, digest, owner=owner, source=source, source_ref=source_ref,
+                                                 import_id=import_id)
             self._record_outcome(import_job, job_ref, outcome)
-            self.save(existing, *( [import_job] if import_job else []))
-            return outcome
+            try:
+                self.save(photo, *([import_job] if import_job else []))
+                return outcome
+            except IntegrityError:
+                # Another writer stored the same bytes at the same moment: once more, and the
+                # photo is then a known one. A known photo's conflict (its job moved on: a
+                # cancel, another tab) is the caller's to judge.
+                if existing is not None or attempt:
+                    raise
+                if import_job is not None:
+                    import_job = self.repository.get(import_job.id)
+        raise AssertionError("unreachable")
+
+    def _new_photo(self, data: bytes, digest: str, *, owner: str, source: str, source_ref: str,
+                   import_id: str | None) -> tuple[Photo, StoreOutcome]:
+        """A photo of bytes not seen before: imported (its bytes stored first), or rejected."""
         try:
             info = inspect_image(data, self.max_image_pixels, self.decoding)
         except ImageRejected as rejection:
             photo = Photo.rejected(
-                owner=owner,
-                source=source,
-                source_ref=source_ref,
-                import_id=import_id,
-                content_hash=digest,
-                size=len(data),
-                reason=str(rejection),
-                code=rejection.code,
+                owner=owner, source=source, source_ref=source_ref, import_id=import_id, content_hash=digest,
+                size=len(data), reason=str(rejection), code=rejection.code,
             )
-            outcome = StoreOutcome(photo.id, "rejected", str(rejection), rejection.code, rejection.params)
-        else:
-            self.blobs.put(data)  # before the event: an event never points at missing bytes
-            photo = Photo.imported(
-                owner=owner,
-                source=source,
-                source_ref=source_ref,
-                import_id=import_id,
-                content_hash=digest,
-                size=len(data),
-                width=info.width,
-                height=info.height,
-                mime_type=info.mime_type,
-            )
-            outcome = StoreOutcome(photo.id, "new")
-        self._record_outcome(import_job, job_ref, outcome)
-        try:
-            self.save(photo, *([import_job] if import_job else []))
-        except IntegrityError:
-            # Another process stored the same bytes at the same moment: retry as a duplicate.
-            if import_job is not None:
-                import_job = self.repository.get(import_job.id)
-            return self.store_photo(data, owner=owner, source=source, source_ref=source_ref, import_job=import_job,
-                                    job_ref=job_ref)
-        return outcome
+            return photo, StoreOutcome(photo.id, "rejected", str(rejection), rejection.code, rejection.params)
+        self.blobs.put(data)  # before the event: an event never points at missing bytes
+        photo = Photo.imported(
+            owner=owner, source=source, source_ref=source_ref, import_id=import_id, content_hash=digest,
+            size=len(data), width=info.width, height=info.height, mime_type=info.mime_type,
+        )
+        return photo, StoreOutcome(photo.id, "new")
 
     @staticmethod
     def _record_outcome(job: ImportJob | None, source_ref: str, outcome: StoreOutcome) -> None:

@@ -141,56 +141,95 @@ def plan_clustering(
     fixed = {f for fs in edited.values() for f in fs}
     free = [i for i, f in enumerate(faces.ids) if f not in fixed]
 
-    # 1. Faces never seen before may join edited people.
+    attached = _attach_unseen_to_edited(people, faces, edited, free, join)
+    taken = {f for fs in attached.values() for f in fs}
+    stages["attach_edited_s"] = time.perf_counter() - started
+
+    t = time.perf_counter()
+    seeds = [i for i in free if faces.ids[i] not in taken and not faces.low_quality[i]]
+    result = _run_algorithm(algorithm, faces.vectors[seeds], threshold, params or {})
+    stages["cluster_s"] = time.perf_counter() - t
+    members = _one_face_per_photo(faces, seeds, result.labels.tolist(), min_faces)
+
+    t = time.perf_counter()
+    if attach_leftovers:
+        placed = {i for idx in members.values() for i in idx} | {faces.index[f] for f in taken}
+        _attach_leftovers(faces, members, [i for i in free if i not in placed and not faces.low_quality[i]], join)
+    stages["attach_leftovers_s"] = time.perf_counter() - t
+
+    new_people, representatives = _people_with_stable_ids(people, faces, members)
+    assigned = {f for fs in new_people.values() for f in fs} | taken
+    unassigned = [faces.ids[i] for i in free if faces.ids[i] not in assigned]
+    return ClusteringPlan(
+        algorithm=algorithm, parameters={**result.parameters, "threshold": round(float(threshold), 6),
+                                         "join_threshold": round(float(join), 6), "min_faces": min_faces,
+                                         "attach_leftovers": attach_leftovers},
+        people=new_people, representatives=representatives, attached=dict(attached), unassigned=unassigned,
+        timing_s=time.perf_counter() - started, stages_s=stages,
+    )
+
+
+def _attach_unseen_to_edited(
+    people: People, faces: FaceSet, edited: dict[str, list[str]], free: list[int], join: float,
+) -> dict[str, list[str]]:
+    """Step 1: faces never seen before may join the people a user edited (person id -> faces)."""
     attached: dict[str, list[str]] = defaultdict(list)
     unseen = [i for i in free if faces.ids[i] not in people.seen and not faces.low_quality[i]]
     if edited and unseen:
         choices = _nearest_people(faces, unseen, edited, join)
         for i, person_id in _one_per_photo(faces, choices, people, edited):
             attached[person_id].append(faces.ids[i])
-    taken = {f for fs in attached.values() for f in fs}
-    stages["attach_edited_s"] = time.perf_counter() - started
+    return attached
 
-    # 2. Cluster the good faces left.
-    seeds = [i for i in free if faces.ids[i] not in taken and not faces.low_quality[i]]
-    t = time.perf_counter()
+
+def _run_algorithm(algorithm: str, vectors: np.ndarray, threshold: float, params: dict[str, Any]) -> Any:
+    """Step 2: the clustering algorithm over the good faces left (a clear error for an
+    option it does not have)."""
     cluster = algorithm_named(algorithm)
     try:
-        inspect.signature(cluster).bind(faces.vectors[seeds], threshold, **(params or {}))
-    except TypeError as error:  # an option this algorithm does not have
+        inspect.signature(cluster).bind(vectors, threshold, **params)
+    except TypeError as error:
         raise ClusteringError(f"{algorithm}: {error}") from None
-    result = cluster(faces.vectors[seeds], threshold, **(params or {}))
-    stages["cluster_s"] = time.perf_counter() - t
+    return cluster(vectors, threshold, **params)
+
+
+def _one_face_per_photo(faces: FaceSet, seeds: list[int], labels: list[int], min_faces: int) -> dict[int, list[int]]:
+    """Step 3: in each cluster, the face of each photo nearest the cluster's centre; a
+    cluster with fewer than `min_faces` photos is left over (label -> face indices)."""
     clusters: dict[int, list[int]] = defaultdict(list)
-    for i, label in zip(seeds, result.labels.tolist()):
+    for i, label in zip(seeds, labels):
         if label >= 0:
             clusters[label].append(i)
-
-    # 3. One face per photo in each cluster.
     members: dict[int, list[int]] = {}
     for label, idx in clusters.items():
         centre = normalised(faces.vectors[idx].mean(axis=0, keepdims=True))[0]
         best: dict[str, int] = {}
         for i in sorted(idx, key=lambda i: -float(faces.vectors[i] @ centre)):
             best.setdefault(photo_of(faces.ids[i]), i)
-        if len(best) >= min_faces:  # smaller groups' faces are left over
+        if len(best) >= min_faces:
             members[label] = sorted(best.values())
+    return members
 
-    # 4. Leftovers join the nearest person when close enough.
-    t = time.perf_counter()
-    placed = {i for idx in members.values() for i in idx} | {faces.index[f] for f in taken}
-    leftovers = [i for i in free if i not in placed and not faces.low_quality[i]]
-    if attach_leftovers and leftovers and members:
-        groups = {f"c{label}": [faces.ids[i] for i in idx] for label, idx in members.items()}
-        choices = _nearest_people(faces, leftovers, groups, join)
-        automatic = {key: {photo_of(f) for f in fs} for key, fs in groups.items()}
-        for i, key in _best_per_photo(faces, choices):
-            if photo_of(faces.ids[i]) not in automatic[key]:
-                members[int(key[1:])].append(i)
-                automatic[key].add(photo_of(faces.ids[i]))
-    stages["attach_leftovers_s"] = time.perf_counter() - t
 
-    # 5. Stable ids, representatives.
+def _attach_leftovers(faces: FaceSet, members: dict[int, list[int]], leftovers: list[int], join: float) -> None:
+    """Step 4: each leftover joins its nearest cluster when close enough, one face per photo
+    (`members` grows in place)."""
+    if not leftovers or not members:
+        return
+    groups = {f"c{label}": [faces.ids[i] for i in idx] for label, idx in members.items()}
+    choices = _nearest_people(faces, leftovers, groups, join)
+    automatic = {key: {photo_of(f) for f in fs} for key, fs in groups.items()}
+    for i, key in _best_per_photo(faces, choices):
+        if photo_of(faces.ids[i]) not in automatic[key]:
+            members[int(key[1:])].append(i)
+            automatic[key].add(photo_of(faces.ids[i]))
+
+
+def _people_with_stable_ids(
+    people: People, faces: FaceSet, members: dict[int, list[int]],
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Step 5: each cluster, largest first, keeps the id of the automatic person it overlaps
+    most (a new id otherwise), with the face nearest its centre as representative."""
     new_people: dict[str, list[str]] = {}
     representatives: dict[str, str] = {}
     previous = {p.id: set(p.faces) for p in people.persons.values() if not p.edited}
@@ -206,15 +245,7 @@ def plan_clustering(
         new_people[person_id] = ids
         centre = faces.vectors[idx].mean(axis=0)
         representatives[person_id] = ids[int(np.argmax(faces.vectors[idx] @ centre))]
-    assigned = {f for fs in new_people.values() for f in fs} | taken
-    unassigned = [faces.ids[i] for i in free if faces.ids[i] not in assigned]
-    return ClusteringPlan(
-        algorithm=algorithm, parameters={**result.parameters, "threshold": round(float(threshold), 6),
-                                         "join_threshold": round(float(join), 6), "min_faces": min_faces,
-                                         "attach_leftovers": attach_leftovers},
-        people=new_people, representatives=representatives, attached=dict(attached), unassigned=unassigned,
-        timing_s=time.perf_counter() - started, stages_s=stages,
-    )
+    return new_people, representatives
 
 
 def _nearest_people(
