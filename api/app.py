@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -38,7 +38,37 @@ UPLOAD_FILES_PER_REQUEST = 20
 
 
 def create_app(settings: Settings | None = None, *, run_system: bool = True) -> FastAPI:
+    """The API over a System made from `settings`, started by the app's lifespan (with
+    `run_system` False it is only prepared: no relay, projections or import resumption)."""
     settings = settings or get_settings()
+    app = FastAPI(
+        title="facesearch",
+        version="0.1.0",
+        lifespan=_lifespan(settings, run_system),
+        description="Face search for photo archives. Data through GraphQL at /graphql; bytes (uploads, "
+        "images, exports) through the REST endpoints below. Sign in with POST /api/auth/login.",
+    )
+    _add_routes(app, settings)
+    # Middleware added later wraps what came before: requests are timed (401s and 403s
+    # included), the origin is checked before the session, the body cap sees bytes first,
+    # and security headers go on every answer.
+    app.state.login_throttle = LoginThrottle(
+        settings.login_attempts_per_account, settings.login_attempts_per_address, settings.login_window_seconds)
+    # Starlette types every handler for Exception; it calls these only with their own exceptions.
+    app.add_exception_handler(RequestValidationError, validation_error_without_input)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]  # every error with a code
+    app.add_middleware(auth.AuthGate, metrics_token=settings.metrics_token.get_secret_value())
+    app.add_middleware(OriginCheck, cookie=auth.SESSION_COOKIE,
+                       allowed=settings.allowed_origins or default_origins(settings.api_host, settings.api_port))
+    install_monitoring(app, settings)  # /metrics, /api/monitoring/series, request timing
+    mount_client(app)  # last: its catch-all route must not shadow the API's
+    app.add_middleware(SecurityHeaders, hsts=not settings.embedded)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes * UPLOAD_FILES_PER_REQUEST + 1024 * 1024)
+    return app
+
+
+def _lifespan(settings: Settings, run_system: bool) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """Starts the System and the services on it with the app, and stops them, imports last."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,13 +97,11 @@ def create_app(settings: Settings | None = None, *, run_system: bool = True) -> 
             await system.stop()
             app.state.imports.close()
 
-    app = FastAPI(
-        title="facesearch",
-        version="0.1.0",
-        lifespan=lifespan,
-        description="Face search for photo archives. Data through GraphQL at /graphql; bytes (uploads, "
-        "images, exports) through the REST endpoints below. Sign in with POST /api/auth/login.",
-    )
+    return lifespan
+
+
+def _add_routes(app: FastAPI, settings: Settings) -> None:
+    """/health, the REST routers and GraphQL (its IDE in the embedded profile)."""
 
     async def read_counts() -> dict[str, Any]:
         system: System = app.state.system
@@ -85,11 +113,8 @@ def create_app(settings: Settings | None = None, *, run_system: bool = True) -> 
     async def health() -> dict[str, object]:
         return {"status": "ok", "photos": await counts.get()}
 
-    app.include_router(auth.router)
-    app.include_router(photos.router)
-    app.include_router(export.router)
-    app.include_router(search.router)
-    app.include_router(oauth.router)
+    for router in (auth.router, photos.router, export.router, search.router, oauth.router):
+        app.include_router(router)
     app.include_router(
         GraphQLRouter(
             schema,
@@ -100,19 +125,3 @@ def create_app(settings: Settings | None = None, *, run_system: bool = True) -> 
         prefix="/graphql",
         include_in_schema=False,
     )
-    # Middleware added later wraps what came before: requests are timed (401s and 403s
-    # included), the origin is checked before the session, the body cap sees bytes first,
-    # and security headers go on every answer.
-    app.state.login_throttle = LoginThrottle(
-        settings.login_attempts_per_account, settings.login_attempts_per_address, settings.login_window_seconds)
-    # Starlette types every handler for Exception; it calls these only with their own exceptions.
-    app.add_exception_handler(RequestValidationError, validation_error_without_input)  # type: ignore[arg-type]
-    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]  # every error with a code
-    app.add_middleware(auth.AuthGate, metrics_token=settings.metrics_token.get_secret_value())
-    app.add_middleware(OriginCheck, cookie=auth.SESSION_COOKIE,
-                       allowed=settings.allowed_origins or default_origins(settings.api_host, settings.api_port))
-    install_monitoring(app, settings)  # /metrics, /api/monitoring/series, request timing
-    mount_client(app)  # last: its catch-all route must not shadow the API's
-    app.add_middleware(SecurityHeaders, hsts=not settings.embedded)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes * UPLOAD_FILES_PER_REQUEST + 1024 * 1024)
-    return app

@@ -242,14 +242,8 @@ class FaceSearcher:
     ) -> SearchResult:
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        threshold = self.settings.search_threshold_percent if threshold is None else float(threshold)
-        top_k = self.settings.search_top_k if top_k is None else int(top_k)
+        threshold, top_k = self._limits(threshold, top_k)
         model = model or self.settings.embedder
-        if not MIN_THRESHOLD <= threshold <= MAX_THRESHOLD:
-            raise SearchInputError(f"threshold must be between {MIN_THRESHOLD:.0f} and {MAX_THRESHOLD:.0f} %", "BAD_THRESHOLD",
-                                   {"min": MIN_THRESHOLD, "max": MAX_THRESHOLD})
-        if not 1 <= top_k <= 16_384:
-            raise SearchInputError("top-k must be between 1 and 16384")
         image = await asyncio.to_thread(decode_example, image_bytes, self.settings.max_image_pixels)
         timings["decode"] = (time.perf_counter() - start) * 1000
 
@@ -257,12 +251,7 @@ class FaceSearcher:
         faces = await self.faces_in(image, model)
         calibration = await self.calibration(model)
         timings["analyse"] = (time.perf_counter() - t) * 1000
-        if not faces:
-            raise SearchInputError("no face found in the example photo", "NO_FACE")
-        chosen = 0 if face_index is None else face_index
-        if not 0 <= chosen < len(faces):
-            raise SearchInputError(f"the example has {len(faces)} faces: choose a face index from 0 to {len(faces) - 1}",
-                                   "BAD_FACE_INDEX", {"faces": len(faces)})
+        chosen = _chosen_face(len(faces), face_index)
         example_faces = [ExampleFace(i, _box(f), f.score) for i, (f, _) in enumerate(faces)]
         face, query = faces[chosen]
 
@@ -295,6 +284,17 @@ class FaceSearcher:
             model, self.metric(model), threshold, top_k, example_faces[chosen], example_faces, photos, len(hits), agreement,
             archive_faces, [model, *others], require_all_models, timings,
         )
+
+    def _limits(self, threshold: float | None, top_k: int | None) -> tuple[float, int]:
+        """The threshold and top-k asked for (the settings' when not), checked."""
+        threshold = self.settings.search_threshold_percent if threshold is None else float(threshold)
+        top_k = self.settings.search_top_k if top_k is None else int(top_k)
+        if not MIN_THRESHOLD <= threshold <= MAX_THRESHOLD:
+            raise SearchInputError(f"threshold must be between {MIN_THRESHOLD:.0f} and {MAX_THRESHOLD:.0f} %", "BAD_THRESHOLD",
+                                   {"min": MIN_THRESHOLD, "max": MAX_THRESHOLD})
+        if not 1 <= top_k <= 16_384:
+            raise SearchInputError("top-k must be between 1 and 16384")
+        return threshold, top_k
 
     async def _score(
         self, model: str, calibration: ScoreCalibration, query: np.ndarray, hits: list[VectorHit], archive_faces: int,
@@ -449,6 +449,17 @@ class FaceSearcher:
         calibration = await self.calibration(model)
         score, _ = calibration.pair_percent(vectors[0], vectors[1])
         return verdict(calibration.calibration, float(vectors[0] @ vectors[1]), score, self.metric(model), threshold)
+
+
+def _chosen_face(faces: int, face_index: int | None) -> int:
+    """The example's face to search for: the largest (0) unless one is chosen."""
+    if not faces:
+        raise SearchInputError("no face found in the example photo", "NO_FACE")
+    chosen = 0 if face_index is None else face_index
+    if not 0 <= chosen < faces:
+        raise SearchInputError(f"the example has {faces} faces: choose a face index from 0 to {faces - 1}",
+                               "BAD_FACE_INDEX", {"faces": faces})
+    return chosen
 
 
 class Searching(Protocol):
