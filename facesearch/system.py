@@ -149,75 +149,97 @@ class System:
         `reembed`: fill in configured models that analysed photos lack (default: `reconcile`)."""
         metrics.start_resource_sampler(self.settings.process_role)
         await self.prepare_read_models()
-        if projections and self.vectors.lite and self.vectors.uri == self.settings.resolved_milvus_uri():
-            # The process that projects into the Milvus Lite file holds it: let the CLI search beside it.
-            try:
-                await asyncio.to_thread(milvus_lite.advertise, self.settings.var_dir, self.vectors.uri)
-            except RuntimeError as error:  # another process holds the file: the CLI opens it when free
-                logger.warning("{}", error)
-        if self.own_broker is not None:
-            self.own_broker.start()  # in this thread: the broker dies with the thread that started it
-        self.transport = BrokerTransport(
-            self.settings, bootstrap=self.own_broker.bootstrap if self.own_broker else None
-        )
-        topics = [self.topic_for_family(f) for p in self.projections.values() for f in p.families]
-        from gpu_workers.worker import WORKER_COMMANDS
-
-        await self.transport.ensure_topics(sorted(set(topics)) + [self.transport.command_topic(k) for k in WORKER_COMMANDS])
+        if projections:
+            await self._advertise_milvus_lite()
+        self.transport = await self._connect_broker()
         if workers if workers is not None else (reconcile and self.settings.run_workers):
             await self.add_worker()
         if projections:
-            for projection in self.projections.values():
-                for outcome in Outcome:
-                    # Each series exists at 0 from the start: a projection that applies its first
-                    # events in one batch would otherwise appear already at N, and rate() sees no rise.
-                    metrics.PROJECTION_EVENTS.labels(projection.name, outcome.value)
-                for family in projection.families:
-                    topic = self.topic_for_family(family)
-                    self.transport.subscribe_batches(
-                        topic, f"{self.settings.consumer_group}.{projection.name}",
-                        partial(self._consume, projection.name, topic),
-                        max_records=PROJECTION_BATCH, max_wait_ms=PROJECTION_BATCH_WAIT_MS,
-                    )
-            self._tasks.append(asyncio.create_task(self._heartbeat()))
-            if self.vectors.lite:  # the vectors projection writes here: flush what it wrote once it pauses
-                self._tasks.append(asyncio.create_task(self._every(1.0, self._flush_idle_vectors)))
+            self._subscribe_projections()
         await self.transport.start()
-        self._tasks.append(asyncio.create_task(self._every(1.0, self._recover_if_broker_lost)))
+        self._repeat(1.0, self._recover_if_broker_lost)
         if projections:
-            self._tasks.append(asyncio.create_task(self._every(1.0, self.transport.rewind_truncated_partitions)))
+            self._repeat(1.0, self.transport.rewind_truncated_partitions)
         if projections and relay:
-            self._tasks.append(asyncio.create_task(self._every(2.0, self._reconnect_if_stalled)))
+            self._repeat(2.0, self._reconnect_if_stalled)
         if relay:
-            self.relay = OutboxRelay(
-                read_store=self.read_page,
-                engine=self.engine,
-                publisher=self.transport,
-                topic_for_family=self.topic_for_family,
-                command_topic=self.transport.command_topic,
-                partitions=self.settings.partitions,
-                consumer_positions=self._consumer_positions,
-                batch=self.settings.relay_batch,
-                poll_seconds=self.settings.relay_poll_seconds,
-                redelivery_after_seconds=self.settings.redelivery_after_seconds,
-                broker_lost=self.transport.recover_if_broker_lost,
-            )
-            await self.relay.start()  # its tables exist before the metrics sampler reads them
-            self._tasks.append(asyncio.create_task(self.relay.run(self._stop)))
-            self._tasks.append(asyncio.create_task(self._every(self.settings.metrics_sample_seconds, self._sample_metrics)))
+            await self._start_relay(self.transport)
         if reconcile:
             self.reconciler = Reconciler(
                 self._unfinished_photos, self._analysis_progress, self.transport, self.transport.command_topic,
                 self.settings.partitions, self.settings.reconcile_after_seconds,
             )
-            self._tasks.append(asyncio.create_task(self._every(self.settings.reconcile_after_seconds / 4, self.reconciler.reconcile)))
+            self._repeat(self.settings.reconcile_after_seconds / 4, self.reconciler.reconcile)
         if reconcile if reembed is None else reembed:
             self.reembedder = Reembedder(
                 self._photos_missing_model, self.transport, self.transport.command_topic, self.settings.partitions,
                 self.settings.embedders, batch=self.settings.reembed_batch, grace_seconds=self.settings.reembed_grace_seconds,
                 resend_after_seconds=self.settings.reconcile_after_seconds, idle_seconds=self.settings.reconcile_after_seconds,
             )
-            self._tasks.append(asyncio.create_task(self._every(self.settings.reembed_every_seconds, self.reembedder.run_round)))
+            self._repeat(self.settings.reembed_every_seconds, self.reembedder.run_round)
+
+    def _repeat(self, seconds: float, job: Any) -> None:
+        """Runs `job` every `seconds` until the system stops."""
+        self._tasks.append(asyncio.create_task(self._every(seconds, job)))
+
+    async def _advertise_milvus_lite(self) -> None:
+        """The process that projects into the Milvus Lite file holds it: it lets the CLI search beside it."""
+        if not (self.vectors.lite and self.vectors.uri == self.settings.resolved_milvus_uri()):
+            return
+        try:
+            await asyncio.to_thread(milvus_lite.advertise, self.settings.var_dir, self.vectors.uri)
+        except RuntimeError as error:  # another process holds the file: the CLI opens it when free
+            logger.warning("{}", error)
+
+    async def _connect_broker(self) -> BrokerTransport:
+        """The broker client (the embedded broker started first when this system owns one),
+        with every event and command topic made."""
+        if self.own_broker is not None:
+            self.own_broker.start()  # in this thread: the broker dies with the thread that started it
+        transport = BrokerTransport(self.settings, bootstrap=self.own_broker.bootstrap if self.own_broker else None)
+        from gpu_workers.worker import WORKER_COMMANDS
+
+        topics = {self.topic_for_family(f) for p in self.projections.values() for f in p.families}
+        await transport.ensure_topics(sorted(topics) + [transport.command_topic(k) for k in WORKER_COMMANDS])
+        return transport
+
+    def _subscribe_projections(self) -> None:
+        """Each projection consumes its event families in batches; heartbeats and the Milvus
+        Lite flush run beside them."""
+        assert self.transport is not None
+        for projection in self.projections.values():
+            for outcome in Outcome:
+                # Each series exists at 0 from the start: a projection that applies its first
+                # events in one batch would otherwise appear already at N, and rate() sees no rise.
+                metrics.PROJECTION_EVENTS.labels(projection.name, outcome.value)
+            for family in projection.families:
+                topic = self.topic_for_family(family)
+                self.transport.subscribe_batches(
+                    topic, f"{self.settings.consumer_group}.{projection.name}",
+                    partial(self._consume, projection.name, topic),
+                    max_records=PROJECTION_BATCH, max_wait_ms=PROJECTION_BATCH_WAIT_MS,
+                )
+        self._tasks.append(asyncio.create_task(self._heartbeat()))
+        if self.vectors.lite:  # the vectors projection writes here: flush what it wrote once it pauses
+            self._repeat(1.0, self._flush_idle_vectors)
+
+    async def _start_relay(self, transport: BrokerTransport) -> None:
+        self.relay = OutboxRelay(
+            read_store=self.read_page,
+            engine=self.engine,
+            publisher=transport,
+            topic_for_family=self.topic_for_family,
+            command_topic=transport.command_topic,
+            partitions=self.settings.partitions,
+            consumer_positions=self._consumer_positions,
+            batch=self.settings.relay_batch,
+            poll_seconds=self.settings.relay_poll_seconds,
+            redelivery_after_seconds=self.settings.redelivery_after_seconds,
+            broker_lost=transport.recover_if_broker_lost,
+        )
+        await self.relay.start()  # its tables exist before the metrics sampler reads them
+        self._tasks.append(asyncio.create_task(self.relay.run(self._stop)))
+        self._repeat(self.settings.metrics_sample_seconds, self._sample_metrics)
 
     async def add_worker(self, name: str = "worker") -> Any:
         """An analysis worker in this process, with every configured embedder (models load
