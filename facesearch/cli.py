@@ -271,15 +271,11 @@ def import_resume() -> None:
 @app.command()
 def replay(names: Annotated[list[str] | None, typer.Argument(help="Projections to rebuild (default: all)")] = None) -> None:
     """Drop read models and rebuild them from the event store."""
-    from facesearch.system import System, UnknownProjection
+    from facesearch.system import UnknownProjection, offline_system
 
     async def run() -> dict[str, int]:
-        system = System(get_settings(), start_broker=False)
-        try:
+        async with offline_system(get_settings()) as system:
             return await system.replay(names)
-        finally:
-            await system.engine.dispose()
-            system.app.close()
 
     try:
         counts = asyncio.run(run())
@@ -293,12 +289,11 @@ def replay(names: Annotated[list[str] | None, typer.Argument(help="Projections t
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """What the event store and the read models hold."""
-    from facesearch.system import System
+    from facesearch.system import offline_system
     from projections import queries
 
     async def run() -> dict[str, object]:
-        system = System(get_settings(), start_broker=False)
-        try:
+        async with offline_system(get_settings()) as system:
             await system.prepare_read_models()
             events = await asyncio.to_thread(lambda: system.app.recorder.max_notification_id() or 0)
             return {
@@ -309,15 +304,12 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
                 "embeddings": await system.embedding_progress(),
                 "imports": [
                     {k: row[k] for k in ("id", "source", "status", "discovered", "stored", "skipped", "failed")}
-                    for row in await queries.import_rows(system.engine)
+                    for row in await queries.imports_oldest_first(system.engine)
                 ],
                 "projections": {
                     f"{name}:{topic}[{part}]": last for name, topic, part, last, _ in await queries.checkpoint_rows(system.engine)
                 },
             }
-        finally:
-            await system.engine.dispose()
-            system.app.close()
 
     result = asyncio.run(run())
     typer.echo(json.dumps(result, indent=None if as_json else 2))
@@ -475,21 +467,16 @@ def cluster(
 
     from commands.clustering import ClusteringError
     from facesearch.people import attach_new_faces, run_clustering
-    from facesearch.system import System
+    from facesearch.system import offline_system
 
     owner = _owner(owner)
 
     async def run():
-        system = System(get_settings(), start_broker=False)
-        try:
+        async with offline_system(get_settings()) as system:
             await system.prepare_read_models()
             if incremental:
                 return await attach_new_faces(system, owner, model, percent=percent)
             return await run_clustering(system, owner, model, algorithm, _parse_params(param or []), percent=percent)
-        finally:
-            await system.engine.dispose()
-            system.vectors.close()
-            system.app.close()
 
     try:
         result = asyncio.run(run())

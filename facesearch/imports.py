@@ -420,7 +420,9 @@ def cancel_import(app: FaceSearchApp, import_id: UUID) -> ImportResult:
 
 
 def list_imports(app: FaceSearchApp, owner: str | None = None) -> list[ImportSummary]:
-    """Every import job in the event store (of `owner`, when given), oldest first."""
+    """Every import job in the event store (of `owner`, when given), oldest first. From the
+    event store, not the imports read model: the CLI lists jobs while no `facesearch up` runs,
+    and the embedded profile's read models move only while it does."""
     summaries = []
     topic = get_topic(ImportRequested)
     for notification in app.recorder.select_notifications(start=None, limit=1_000_000, topics=[topic]):

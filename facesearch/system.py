@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from functools import cached_property, partial
 from typing import Any
@@ -408,6 +409,12 @@ class System:
             counts[name] = await replay(self.runner, projection, self.read_page, self.topic_for_family)
         return counts
 
+    async def close(self) -> None:
+        """Releases what a System holds that was never started (a one-off command's)."""
+        self.vectors.close()
+        await self.engine.dispose()
+        self.app.close()
+
     async def stop(self) -> None:
         self._stop.set()
         milvus_lite.withdraw(self.settings.var_dir)
@@ -422,8 +429,17 @@ class System:
                 logger.warning("broker connections did not close within 15 s; leaving them")
         for worker in self.workers:
             worker.close()
-        self.vectors.close()
         if self.own_broker is not None:
             await asyncio.to_thread(self.own_broker.stop)
-        await self.engine.dispose()
-        self.app.close()
+        await self.close()
+
+
+@contextlib.asynccontextmanager
+async def offline_system(settings: Settings) -> AsyncIterator[System]:
+    """A System for a one-off command: no broker, relay, projections or workers run, and
+    everything it opened is released at the end."""
+    system = System(settings, start_broker=False)
+    try:
+        yield system
+    finally:
+        await system.close()

@@ -79,7 +79,8 @@ async def status_counts(engine: AsyncEngine) -> dict[str, int]:
         return {status: count for status, count in rows}
 
 
-async def import_rows(engine: AsyncEngine, owner: str | None = None) -> list[dict]:
+async def imports_oldest_first(engine: AsyncEngine, owner: str | None = None) -> list[dict]:
+    """Every import job's row (of `owner`, when given), for the operator's `facesearch status`."""
     query = sa.select(imports).order_by(imports.c.created_at)
     if owner is not None:
         query = query.where(imports.c.owner == owner)
