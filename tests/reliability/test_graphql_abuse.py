@@ -37,10 +37,15 @@ def chain(levels: int) -> str:
     return body
 
 
-def timed_post(api, token: str, json: object):
-    start = time.perf_counter()
-    r = api.client.post("/graphql", json=json, headers=auth(token))
-    return r, time.perf_counter() - start
+def timed_post(api, token: str, json: object, tries: int = 3):
+    """The answer, and the fastest of `tries` round trips: one slow trip on a loaded machine
+    is the machine's (a Milvus flush beside it), while a document that runs is slow every time."""
+    fastest = float("inf")
+    for _ in range(tries):
+        start = time.perf_counter()
+        r = api.client.post("/graphql", json=json, headers=auth(token))
+        fastest = min(fastest, time.perf_counter() - start)
+    return r, fastest
 
 
 def refused(r) -> str:
