@@ -232,9 +232,10 @@ class RedisWire(_NotKafka):
         )(receive)
 
 
-def wire_for(settings: Settings, bootstrap: str | None) -> Wire:
+def wire_for(settings: Settings, bootstrap: str) -> Wire:
+    """The configured transport's wire; `bootstrap` is the Kafka address to use."""
     if settings.transport is Transport.kafka:
-        return KafkaWire(bootstrap or settings.kafka_bootstrap)
+        return KafkaWire(bootstrap)
     if settings.transport is Transport.rabbitmq:
         return RabbitWire(settings.rabbitmq_url)
     return RedisWire(settings.redis_url)
@@ -243,7 +244,6 @@ def wire_for(settings: Settings, bootstrap: str | None) -> Wire:
 class BrokerTransport:
     def __init__(self, settings: Settings, bootstrap: str | None = None) -> None:
         self.settings = settings
-        self.kind = settings.transport
         self.prefix = settings.topic_prefix
         self.partitions = settings.partitions
         self._topics: set[str] = set()
