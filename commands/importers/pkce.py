@@ -4,15 +4,23 @@ state in the URL) and the token requests (client authentication, the provider's 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-from authlib.common.security import generate_token
-from authlib.integrations.base_client import OAuthError
-from authlib.integrations.httpx_client import OAuth2Client
-from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+# Authlib 1.9 warns at import, to every CLI user, that httpx is "deprecated" for httpx2 (its
+# deprecate module first turns its warnings to "always"): not ours to act on, so not shown.
+with warnings.catch_warnings():
+    import authlib.deprecate  # noqa: F401
+
+    warnings.simplefilter("ignore")
+    from authlib.common.security import generate_token
+    from authlib.integrations.base_client import OAuthError
+    from authlib.integrations.httpx_client import OAuth2Client
+    from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from commands.importers.base import SourceUnavailable
 
