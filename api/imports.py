@@ -20,7 +20,7 @@ from commands.importers import SOURCES
 from commands.importers.base import SourceError
 from commands.importing import ImportResult
 from domain.import_job import ImportJob
-from facesearch.imports import (
+from facesearch.services.imports import (
     ImportConfigError,
     PreparedImport,
     cancel_import,

@@ -35,7 +35,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Response
 from loguru import logger
 
 from api.auth import metrics_reader
-from facesearch import metrics
+from facesearch.infra import metrics
 from facesearch.settings import Settings
 
 Kind = Literal["rate", "quantile", "mean", "gauge"]

@@ -31,7 +31,7 @@ from api.auth import CurrentUser
 from commands.credentials import CredentialStore
 from commands.importers import SOURCES, providers
 from commands.importers.base import SourceError
-from facesearch.imports import (
+from facesearch.services.imports import (
     ImportConfigError,
     begin_vk_sign_in,
     begin_yandex_sign_in,

@@ -28,7 +28,7 @@ from commands.images import ACCEPTED_FORMATS, FORMATS_IN_WORDS, decode_rgb, snif
 from commands.importers.upload import SPEC as UPLOAD
 from domain.import_job import ImportJob
 from domain.names import file_name, printable
-from facesearch import metrics
+from facesearch.infra import metrics
 from gpu_workers.orientation import upright_turns
 
 if TYPE_CHECKING:

@@ -28,7 +28,7 @@ from api.cpu import cpu_slots_for
 from api.errors import UserError, megabytes
 from api.photos import read_limited
 from commands.images import FORMATS_IN_WORDS, ImageRejected, read_header
-from facesearch.search import SearchInputError, decode_example
+from facesearch.services.search import SearchInputError, decode_example
 
 EXAMPLE_SECONDS = 30 * 60
 EXAMPLES_PER_USER = 10  # the oldest of the user's own goes first

@@ -19,7 +19,7 @@ def read_clusters(csv_path: Path) -> list[tuple[str, str]]:
 
 def cluster_embeddings(csv_path: Path, root: Path, model: str, limit: int | None = None) -> tuple[np.ndarray, list[str], list[str]]:
     """(vectors, paths, identities) of the largest face of each image that has one."""
-    from facesearch.search import ordered_faces
+    from facesearch.services.search import ordered_faces
     from gpu_workers.evaluation import read_rgb
     from gpu_workers.worker import make_analyzer, model_version
 

@@ -67,7 +67,7 @@ async def run(args: argparse.Namespace) -> dict:
 
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
-    from facesearch.imports import import_local
+    from facesearch.services.imports import import_local
     from facesearch.system import System
     from projections.tables import faces, photos
 

@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
             for backend in args.backends.split(","):
                 uri = str(work / f"lite-{size}.db")
                 if backend == "server":
-                    from facesearch.milvus_server import MilvusServer
+                    from facesearch.infra.milvus_server import MilvusServer
 
                     server = server or MilvusServer(work / "server").start()
                     uri = server.uri

@@ -17,7 +17,7 @@ a stranger as a pair (gpu_workers/calibration.py `cross_check_accepts`), as the 
 
 Searches go through Milvus Lite (HNSW, the product's index code) and are scored with the
 product's calibration and cohort normalisation for an archive of that many faces
-(gpu_workers/calibration.py), exactly as facesearch/search.py scores them.
+(gpu_workers/calibration.py), exactly as facesearch/services/search.py scores them.
 
     python -m benchmarks.search_quality --clusters ../shared/data/lfw/clusters.csv \\
         --root ../shared/data/lfw --distractors ../shared/data/lfw [--models facenet512,arcface]
@@ -120,7 +120,7 @@ def search_rows(
     index: FaceVectorIndex | ExactIndex, model: str, vectors: np.ndarray, calibration: ScoreCalibration, q: int, n: int,
     top_k: int, expand_seeds: int,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """The search the product makes for query row `q` (facesearch/search.py: nearest faces,
+    """The search the product makes for query row `q` (facesearch/services/search.py: nearest faces,
     then query expansion from the near-certain ones): candidate rows (never `q`), their
     normalised scores, and the archive size their percentages are for."""
     def nearest(row: int) -> list[int]:

@@ -1,3 +1,3 @@
-from facesearch.cli import app
+from facesearch.cli.main import app
 
 app()

@@ -25,11 +25,11 @@ from commands.reconciler import Progress, Reconciler, Unfinished
 from commands.reembedding import Reembedder
 from commands.relay import ConsumerPosition, OutboxRelay, relay_published
 from domain.envelope import EventEnvelope, partition_for
-from facesearch import metrics, milvus_lite
-from facesearch.search import FaceSearcher
+from facesearch.infra import metrics, milvus_lite
+from facesearch.infra.tansu import TansuBroker
+from facesearch.infra.transport import BrokerTransport
+from facesearch.services.search import FaceSearcher
 from facesearch.settings import Settings, Transport
-from facesearch.tansu import TansuBroker
-from facesearch.transport import BrokerTransport
 from projections import queries
 from projections.base import Projection
 from projections.db import make_engine
@@ -78,7 +78,7 @@ def index_config(settings: Settings) -> IndexConfig:
 
 def make_vector_index(settings: Settings) -> FaceVectorIndex:
     """The configured Milvus; for the Milvus Lite file, the server of a running `facesearch up`
-    when there is one (the file cannot be opened twice; see facesearch/milvus_lite.py)."""
+    when there is one (the file cannot be opened twice; see facesearch/infra/milvus_lite.py)."""
     config = index_config(settings)
     if not settings.milvus_uri:
         shared = milvus_lite.running_server(settings.var_dir, settings.resolved_milvus_uri())

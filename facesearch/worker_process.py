@@ -9,10 +9,10 @@ import signal
 
 from loguru import logger
 
-from facesearch.metrics import WorkerMetrics
+from facesearch.infra.metrics import WorkerMetrics
+from facesearch.infra.transport import BrokerTransport
 from facesearch.settings import Settings
 from facesearch.system import make_app
-from facesearch.transport import BrokerTransport
 from gpu_workers.worker import WORKER_COMMANDS, attach_worker, make_worker
 
 
@@ -44,7 +44,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
 
 
 if __name__ == "__main__":  # pragma: no cover - a process entry point
-    from facesearch.logging import configure_logging
+    from facesearch.infra.logging import configure_logging
     from facesearch.settings import get_settings
 
     configure_logging(get_settings(), "INFO")

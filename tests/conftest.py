@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from PIL import Image
 
+from facesearch.infra.tansu import TansuBroker
 from facesearch.settings import Settings
-from facesearch.tansu import TansuBroker
 
 PG_ADMIN_DSN = os.environ.get("FACESEARCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 

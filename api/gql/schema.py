@@ -27,6 +27,7 @@ from api.gql.context import Context, SignedInContext, make_loaders
 from api.gql.errors import Schema
 from api.gql.limits import limit_extensions
 from api.imports import ImportRefused
+from commands.images import FORMATS
 from commands.importers import SOURCES
 from projections.vectors import VectorIndexUnavailable
 
@@ -51,6 +52,21 @@ else:
                              description="Where a photo came from")
     ImportSource = strawberry.enum(
         Enum("ImportSource", {s.graphql_name: s.name for s in SOURCES.values() if s.startable}))
+
+
+@strawberry.type(description="A photo source this server imports from (commands/importers: SOURCES)")
+class SourceInfo:
+    name: str = strawberry.field(description="The source's name: a job's source, `facesearch import NAME`, exports")
+    value: Source = strawberry.field(description="Its value in the Source enum")
+    label: str = strawberry.field(description="Its label in English; the client words the sources it knows itself")
+    kind: str = strawberry.field(description="How a job of it starts: link, folder or upload")
+
+
+@strawberry.type(description="The photo formats uploads, imports and search take (commands/images.py: FORMATS)")
+class PhotoFormats:
+    labels: list[str] = strawberry.field(description="As users know them: JPG, PNG, WebP, HEIC")
+    mime_types: list[str]
+    suffixes: list[str] = strawberry.field(description="File names that say a photo, for a file picker")
 
 
 @strawberry.enum
@@ -463,6 +479,17 @@ class Query:
         user = _ctx(info).user
         return User(id=strawberry.ID(user.id), username=user.username, role=user.role)
 
+    @strawberry.field(description="The photo sources, in the order the server lists them")
+    def sources(self, info: Info) -> list[SourceInfo]:
+        _ctx(info)
+        return [SourceInfo(name=s.name, value=Source(s.name), label=s.label, kind=s.kind) for s in SOURCES.values()]
+
+    @strawberry.field(name="photoFormats", description="The photo formats uploads, imports and search take")
+    def photo_formats(self, info: Info) -> PhotoFormats:
+        _ctx(info)
+        return PhotoFormats(labels=[f.label for f in FORMATS], mime_types=[m for f in FORMATS for m in f.mime_types],
+                            suffixes=[x for f in FORMATS for x in f.suffixes])
+
     @strawberry.field(description="Your photos, newest first, with cursor pagination")
     async def photos(
         self, info: Info, filter: PhotoFilter | None = None, first: int = 50, after: str | None = None
@@ -538,7 +565,7 @@ class Query:
 
     @strawberry.field(description="Pairs of your people that are probably one, most likely first")
     async def merge_suggestions(self, info: Info, first: int = 20, model: str | None = None) -> list[MergeSuggestion]:
-        from facesearch.people import suggest_merges
+        from facesearch.services.people import suggest_merges
 
         ctx = _ctx(info)
         model = _model(ctx, model)
@@ -555,7 +582,7 @@ class Query:
         self, info: Info, person_id: strawberry.ID | None = None, face_id: strawberry.ID | None = None,
         first: int = 20, model: str | None = None,
     ) -> list[PersonCandidate]:
-        from facesearch.people import people_near
+        from facesearch.services.people import people_near
         from projections.people import faces_of_people
 
         ctx = _ctx(info)
@@ -576,7 +603,7 @@ class Query:
     @strawberry.field(description="Your faces in no person, each with its most alike person, most alike first")
     async def unassigned_faces(self, info: Info, first: int = 100, model: str | None = None) -> list[FaceReview]:
         from domain.people import photo_of
-        from facesearch.people import review_candidates
+        from facesearch.services.people import review_candidates
 
         ctx = _ctx(info)
         model = _model(ctx, model)
@@ -722,7 +749,7 @@ class Mutation:
 
     @strawberry.mutation(description="Searches your photos for the person in an uploaded example")
     async def search_by_example(self, info: Info, input: SearchInput) -> SearchResult:
-        from facesearch.search import SearchFilters, SearchInputError, SearchUnavailable, search_by_example
+        from facesearch.services.search import SearchFilters, SearchInputError, SearchUnavailable, search_by_example
 
         ctx = _ctx(info)
         data = ctx.examples.get(ctx.user.id, input.example_id)
@@ -778,7 +805,7 @@ class Mutation:
         self, info: Info, algorithm: str | None = None, model: str | None = None, percent: float | None = None,
     ) -> ClusteringRun:
         from commands.clustering import ClusteringError
-        from facesearch.people import run_clustering
+        from facesearch.services.people import run_clustering
 
         ctx = _ctx(info)
         try:

@@ -12,7 +12,7 @@ const findings = { errors: [] };
 const shot = (page, name) => shotOf(page, name, { fullPage: true });
 
 // Latin allowed in Russian text: format and service names, and nothing else.
-const ALLOWED_LATIN = new Set(['JPG', 'PNG', 'WEBP', 'HEIC', 'VK']);
+const ALLOWED_LATIN = new Set(['JPG', 'PNG', 'WebP', 'HEIC', 'VK']);
 
 /** Why `text` is not plain Russian (null when it is). File names before ": " are the user's own. */
 function notRussian(text, names) {
@@ -57,6 +57,9 @@ try {
   findings.uploadProblems = problems;
   check(problems.length === 4, `four rejected files are named: ${problems}`);
   check(problems.some((p) => p.startsWith('empty.jpg: ') && p.includes('Пустой файл')), 'the empty file says so');
+  // The formats are the server's list (GraphQL photoFormats), worded as a Russian list.
+  check(problems.some((p) => p.startsWith('bad.jpg: ') && p.includes('подходят JPG, PNG, WebP или HEIC')),
+    `the bad file names the server's formats: ${problems}`);
   check(problems.some((p) => p.startsWith('big.jpg: ') && p.includes('2 МБ')), 'too large quotes the limit in MB');
   check(problems.some((p) => p.startsWith('bomb.png: ') && p.includes('900 Мп') && p.includes('60 Мп')),
     'the bomb quotes its megapixels and our 60-megapixel limit');

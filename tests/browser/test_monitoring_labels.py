@@ -11,7 +11,7 @@ from datetime import datetime
 import pytest
 
 from api.monitoring import SERIES
-from facesearch import metrics
+from facesearch.infra import metrics
 from facesearch.settings import PROJECT_ROOT
 
 SCRIPT = PROJECT_ROOT / "tests" / "browser" / "monitoring_labels.mjs"

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from domain.families import FAMILY_OF_AGGREGATE
-from facesearch.tansu import free_port
+from facesearch.infra.tansu import free_port
 from tests.conftest import write_images
 
 PHOTOS = 150

@@ -4,10 +4,12 @@ Reads every import statement of the six packages with `ast` (nothing is imported
 inside functions and under `if TYPE_CHECKING:` count: they are dependencies all the same.
 A package's `__init__` that Python runs before a submodule is not counted as a dependency.
 
-What each layer may import follows DESIGN.md's folder table. `facesearch` holds two layers:
-its core (settings, broker transport, the System that composes every process), which the API
-is built on, and its command-line entry points, which sit above everything (`facesearch up`
-serves the API).
+What each layer may import follows DESIGN.md's folder table. `facesearch` holds five layers,
+each a package of its own but the first: the settings, read by everything; `infra` (broker
+transport, tansu, Milvus processes, metrics, logging), which knows no use case; `services`, the
+use cases (imports, search, people), which take what they use as arguments and never the
+System; the composition root (`system.py`, `worker_process.py`), which the API is built on;
+and the command line (`cli`), which sits above everything (`facesearch up` serves the API).
 """
 
 from __future__ import annotations
@@ -18,19 +20,29 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("domain", "commands", "projections", "gpu_workers", "facesearch", "api")
 
-# The facesearch modules that are the command line (owners.py chooses the CLI's account).
-CLI_MODULES = frozenset({"facesearch.__main__", "facesearch.cli", "facesearch.cli_models", "facesearch.owners"})
 CLI = "facesearch CLI"
+SETTINGS = "facesearch settings"
+INFRA = "facesearch infra"
+SERVICES = "facesearch services"
+# Module-name prefixes of the facesearch layers (a prefix is a module or a package).
+FACESEARCH_LAYERS = {
+    "facesearch.__main__": CLI, "facesearch.cli": CLI, "facesearch.settings": SETTINGS,
+    "facesearch.infra": INFRA, "facesearch.services": SERVICES,
+}
 
+_BELOW = frozenset({"domain", "commands", "projections", "gpu_workers"})
 # Layer -> the other layers it may import (DESIGN.md; the CLI composes everything).
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "domain": frozenset(),
     "commands": frozenset({"domain"}),
     "projections": frozenset({"domain"}),
     "gpu_workers": frozenset({"domain", "commands"}),
-    "facesearch": frozenset({"domain", "commands", "projections", "gpu_workers"}),
-    "api": frozenset({"domain", "commands", "projections", "gpu_workers", "facesearch"}),
-    CLI: frozenset({"domain", "commands", "projections", "gpu_workers", "facesearch", "api"}),
+    SETTINGS: frozenset({"domain", "commands"}),
+    INFRA: _BELOW | {SETTINGS},
+    SERVICES: _BELOW | {SETTINGS, INFRA},
+    "facesearch": _BELOW | {SETTINGS, INFRA, SERVICES},
+    "api": _BELOW | {SETTINGS, INFRA, SERVICES, "facesearch"},
+    CLI: _BELOW | {SETTINGS, INFRA, SERVICES, "facesearch", "api"},
 }
 
 # "importer -> imported" pairs allowed for now, each with why; none today. An entry that no
@@ -83,7 +95,10 @@ def read_imports(root: Path, packages: tuple[str, ...] = PACKAGES) -> Edges:
 
 
 def layer_of(module: str) -> str:
-    return CLI if module in CLI_MODULES else module.split(".")[0]
+    for prefix, layer in FACESEARCH_LAYERS.items():
+        if module == prefix or module.startswith(prefix + "."):
+            return layer
+    return module.split(".")[0]
 
 
 def upward_imports(edges: Edges) -> dict[str, str]:
@@ -147,7 +162,7 @@ def test_the_packages_are_read():
     edges = read_imports(ROOT)
     assert {m.split(".")[0] for m in edges} == set(PACKAGES)
     assert "commands.app" in edges["facesearch.system"]  # a module-level import
-    assert "facesearch.owners" in edges["facesearch.cli"]  # one inside a function
+    assert "facesearch.cli.owners" in edges["facesearch.cli.main"]  # one inside a function
 
 
 def test_domain_imports_nothing_of_ours():
@@ -187,14 +202,14 @@ def test_an_upward_import_is_found(tmp_path):
         "commands/app.py": "from domain import photo\n",
         "projections/__init__.py": "from gpu_workers.detect import run\n",
         "gpu_workers/detect.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import api.app\n",
-        "api/app.py": "import facesearch.cli\n",
-        "facesearch/cli.py": "import api.app\n",
+        "api/app.py": "import facesearch.cli.main\n",
+        "facesearch/cli/main.py": "import api.app\n",
     })
     assert upward_imports(read_imports(root)) == {
         "domain.photo -> commands.app": "line 2: domain may not import commands",
         "projections -> gpu_workers.detect": "line 1: projections may not import gpu_workers",
         "gpu_workers.detect -> api.app": "line 3: gpu_workers may not import api",
-        "api.app -> facesearch.cli": "line 1: api may not import facesearch CLI",
+        "api.app -> facesearch.cli.main": "line 1: api may not import facesearch CLI",
     }
 
 

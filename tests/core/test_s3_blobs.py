@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from facesearch.infra.tansu import free_port
 from facesearch.settings import Settings
 from facesearch.system import make_app
-from facesearch.tansu import free_port
 from tests.conftest import make_image
 
 

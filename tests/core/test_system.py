@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from domain.envelope import partition_for
-from facesearch import cli
-from facesearch.imports import import_local
+from facesearch.cli.main import main as cli
+from facesearch.services.imports import import_local
 from facesearch.settings import Settings
 from facesearch.system import System, UnknownProjection
 from projections.replay import table_checksums

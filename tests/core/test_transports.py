@@ -9,7 +9,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from facesearch.imports import import_local
+from facesearch.services.imports import import_local
 from facesearch.settings import Settings, Transport
 from facesearch.system import System
 from projections.tables import photos

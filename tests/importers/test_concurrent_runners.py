@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from commands.envelopes import iter_envelopes
-from facesearch.imports import resume_import
+from facesearch.services.imports import resume_import
 from facesearch.settings import Settings
 from facesearch.system import make_app
 from tests.conftest import write_images

@@ -30,7 +30,7 @@ from commands.credentials import (
 from commands.importers.base import BadLink
 from commands.importers.tokens import TokenCipher
 from domain.import_job import ImportStatus
-from facesearch.imports import (
+from facesearch.services.imports import (
     ImportConfigError,
     cancel_import,
     credential_store,
@@ -372,7 +372,7 @@ CRASHING_CHILD = """
 import sys
 from commands.app import FaceSearchApp
 from commands.blobs import DirectoryBlobStore
-from facesearch.imports import start_import
+from facesearch.services.imports import start_import
 from facesearch.settings import Settings
 settings = Settings()
 app = FaceSearchApp(settings.resolved_event_store_dsn(), DirectoryBlobStore(settings.resolved_blob_dir()),
@@ -587,7 +587,7 @@ def test_cli_imports_lists_and_cancels_without_a_token_on_the_command_line(world
 
     from typer.testing import CliRunner
 
-    from facesearch import cli
+    from facesearch.cli.main import main as cli
     from facesearch.settings import get_settings
 
     world.vk.add_community(123, "club_photos", [12])

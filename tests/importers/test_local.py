@@ -76,7 +76,7 @@ def test_fetch_rechecks_the_roots(tree):
 def test_web_client_folder_import_works_out_of_the_box(tmp_path, monkeypatch):
     """Unset, the allowed roots are ~/Pictures (where it exists) and var_dir/import, which a
     started system creates; the path rules stay (nothing outside them, [] turns it off)."""
-    from facesearch.imports import local_source
+    from facesearch.services.imports import local_source
     from facesearch.settings import Settings
 
     home = tmp_path / "home"
@@ -104,7 +104,7 @@ def test_web_client_folder_import_works_out_of_the_box(tmp_path, monkeypatch):
 
 
 def test_the_operators_cli_imports_any_folder_unless_roots_are_configured(tmp_path, monkeypatch):
-    from facesearch.imports import local_source
+    from facesearch.services.imports import local_source
     from facesearch.settings import Settings
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))

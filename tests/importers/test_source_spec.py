@@ -82,7 +82,7 @@ def main(var_dir: str) -> None:
     from api.gql.schema import schema
     from api.imports import ImportJobs, ImportRefused
     from commands.credentials import _label
-    from facesearch.cli import app
+    from facesearch.cli.main import app
     from facesearch.settings import Settings
     from facesearch.system import make_app
 
@@ -97,6 +97,8 @@ def main(var_dir: str) -> None:
         "cli_fake_help": runner.invoke(app, ["import", "fake", "--help"], terminal_width=200).output,
         "graphql_source": enum_values("Source"),
         "graphql_import_source": enum_values("ImportSource"),
+        "graphql_sources": schema.execute_sync(  # what the web client reads at sign-in
+            "{ sources { name value label kind } }", context_value=SimpleNamespace(user=SimpleNamespace(id="u"))).data,
         "parsed": parse_link(LINK),
         "provider_label": _label("fakeid"),
     }
@@ -141,6 +143,10 @@ def test_a_fake_source_shows_up_in_the_cli_the_api_and_graphql(tmp_path):
     # The values the client sends keep their names; the fake's is its spec's.
     assert seen["graphql_source"] == ["FAKE_PHOTOS", "LOCAL", "UPLOAD", "VK", "YANDEX_DISK"]
     assert seen["graphql_import_source"] == ["FAKE_PHOTOS", "LOCAL", "VK", "YANDEX_DISK"]
+    # The web client lists and labels sources from this query (frontend/src/lib/catalog.js).
+    assert seen["graphql_sources"]["sources"][-1] == {
+        "name": "fake", "value": "FAKE_PHOTOS", "label": "Fake Photos", "kind": "link"}
+    assert [s["name"] for s in seen["graphql_sources"]["sources"]] == ["vk", "yadisk", "local", "upload", "fake"]
 
     assert seen["parsed"] == "7"
     assert seen["provider_label"] == "Fake ID"

@@ -11,7 +11,7 @@ from commands.credentials import CredentialExpired, CredentialMissing, Credentia
 from commands.importers.base import TokenExpired
 from commands.importers.tokens import TokenCipher, TokenKeyMissing, TokenUnreadable, mask
 from domain.import_job import ImportStatus
-from facesearch.imports import credential_store
+from facesearch.services.imports import credential_store
 from facesearch.settings import Settings
 from tests.fakes import vk_server
 from tests.importers.conftest import VK_REDIRECT
@@ -56,7 +56,7 @@ def test_mask():
 
 
 def test_the_composition_root_makes_the_store_from_the_settings_key(tmp_path):
-    from facesearch.imports import ImportConfigError
+    from facesearch.services.imports import ImportConfigError
 
     key = TokenCipher.generate_key()
     settings = Settings(var_dir=tmp_path, token_key=SecretStr(key))

@@ -25,7 +25,7 @@ def data_dir(settings: Settings) -> Path:
 
 @pytest.fixture(scope="session")
 def models_dir(settings: Settings, data_dir: Path) -> Path:
-    from facesearch.cli_models import pull_models
+    from facesearch.cli.models import pull_models
 
     pulled = pull_models(settings)
     assert {"retinaface", "mtcnn", "facenet512", "arcface"} <= set(pulled)

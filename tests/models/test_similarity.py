@@ -201,7 +201,7 @@ def test_a_face_unlike_the_example_is_found_through_a_near_certain_match():
 def test_a_calibration_fitted_for_the_other_flip_setting_is_stale(tmp_path):
     """`models pull` (the install) refits a calibration whose embeddings were made with the
     mirrored pass on when the settings now turn it off, and the other way round."""
-    from facesearch.cli_models import _calibration_current
+    from facesearch.cli.models import _calibration_current
 
     def calibration_file(fitted_on: str):
         path = tmp_path / f"{len(list(tmp_path.iterdir()))}.json"

@@ -15,7 +15,7 @@ import uvicorn
 
 from api.app import create_app
 from api.monitoring import install_monitoring
-from facesearch.logging import configure_logging
+from facesearch.infra.logging import configure_logging
 from facesearch.settings import Settings
 
 

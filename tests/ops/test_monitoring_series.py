@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.monitoring import SERIES, LocalSeries, make_router
-from facesearch import metrics
+from facesearch.infra import metrics
 from facesearch.settings import Settings
 
 P = metrics.PREFIX

@@ -7,8 +7,8 @@ import asyncio
 import shutil
 
 from commands.people import name_person, peek_people
-from facesearch.imports import import_local
-from facesearch.people import attach_new_faces, run_clustering
+from facesearch.services.imports import import_local
+from facesearch.services.people import attach_new_faces, run_clustering
 from facesearch.system import System
 from projections.people import faces_of_person, list_people, people_projection
 from projections.replay import table_checksums

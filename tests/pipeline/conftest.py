@@ -28,7 +28,7 @@ def data_dir() -> Path:
 def models_dir(data_dir: Path) -> Path:
     """Weights and calibrations, pulled once by the same code users run (cached: a second
     call only verifies the files and sees the calibrations current)."""
-    from facesearch.cli_models import pull_models
+    from facesearch.cli.models import pull_models
 
     settings = get_settings()
     pull_models(settings)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import shutil
 
-from facesearch.imports import import_local
-from facesearch.search import search_by_example
+from facesearch.services.imports import import_local
+from facesearch.services.search import search_by_example
 from facesearch.system import System
 from projections.vectors import collection_name
 from tests.pipeline.conftest import lfw_identities, wait_until_analysed

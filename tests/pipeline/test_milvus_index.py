@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from loguru import logger
 
-from facesearch.milvus_server import MilvusServer, server_binary
+from facesearch.infra.milvus_server import MilvusServer, server_binary
 from projections.vectors import LITE_FLUSH_ROWS, FaceVectorIndex, IndexConfig
 
 
@@ -42,7 +42,7 @@ def test_lite_falls_back_from_ivf_pq_with_a_warning(tmp_path):
 
 
 def test_search_many_answers_each_query_as_its_own_search(tmp_path):
-    """Query expansion searches from several seeds in one request (facesearch/search.py)."""
+    """Query expansion searches from several seeds in one request (facesearch/services/search.py)."""
     index = FaceVectorIndex(str(tmp_path / "milvus.db"), IndexConfig(index_type="HNSW"))
     try:
         vectors, data = rows(300)

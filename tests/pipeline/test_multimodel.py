@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 from commands.policies import EmbedPhoto
 from domain.envelope import partition_for
-from facesearch.imports import import_local
-from facesearch.search import search_by_example
+from facesearch.services.imports import import_local
+from facesearch.services.search import search_by_example
 from facesearch.system import System
 from projections.tables import faces
 from projections.vectors import collection_name

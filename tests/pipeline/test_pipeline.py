@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from PIL import Image
 
 from commands.images import FORMATS_IN_WORDS
-from facesearch.imports import import_local
-from facesearch.search import SearchFilters, SearchInputError, search_by_example
+from facesearch.services.imports import import_local
+from facesearch.services.search import SearchFilters, SearchInputError, search_by_example
 from facesearch.system import System
 from projections.faces import photos_without_faces
 from projections.replay import table_checksums

@@ -1,4 +1,4 @@
-"""Query expansion in the product's search (facesearch/search.py), on a real Milvus Lite index:
+"""Query expansion in the product's search (facesearch/services/search.py), on a real Milvus Lite index:
 a photo of the person that does not resemble the example enough is found through a near-certain
 match, scored for an archive as many times larger as there were searches; with expansion off it
 is not found, and strangers are never found either way.
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from domain.similarity import Calibration
-from facesearch.search import FaceSearcher
+from facesearch.services.search import FaceSearcher
 from facesearch.settings import Settings
 from facesearch.system import index_config
 from gpu_workers.calibration import ScoreCalibration

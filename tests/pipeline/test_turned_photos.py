@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from PIL import Image
 
 from domain.faces import Box
-from facesearch.imports import import_local
+from facesearch.services.imports import import_local
 from facesearch.system import System
 from projections.faces import photos_without_faces
 from projections.tables import faces, photos

@@ -14,7 +14,7 @@ from collections import Counter
 
 import sqlalchemy as sa
 
-from facesearch.imports import import_local
+from facesearch.services.imports import import_local
 from facesearch.settings import PROJECT_ROOT
 from facesearch.system import System
 from projections.tables import faces, photos

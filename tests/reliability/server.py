@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from facesearch.tansu import free_port
+from facesearch.infra.tansu import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -24,7 +24,7 @@ from tests.reliability.server import UpProcess
 
 @pytest.fixture(scope="module")
 def models_dir() -> Path:
-    from facesearch.cli_models import pull_models
+    from facesearch.cli.models import pull_models
 
     pull_models(get_settings())
     return Path(get_settings().models_dir)

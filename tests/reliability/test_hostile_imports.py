@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from commands.blobs import content_hash
 from domain.names import distinct_printable
 from domain.photo import photo_id_for
-from facesearch.imports import import_local
+from facesearch.services.imports import import_local
 from facesearch.system import System
 from projections.tables import photos
 from tests.api.conftest import auth, images_dir

@@ -24,9 +24,9 @@ import httpx
 import psycopg
 import pytest
 
+from facesearch.infra.tansu import free_port
 from facesearch.settings import Settings
 from facesearch.system import make_app, make_vector_index
-from facesearch.tansu import free_port
 from projections.vectors import collection_name
 from tests.pipeline.conftest import lfw_identities
 from tests.reliability.roles import (

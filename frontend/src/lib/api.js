@@ -1,6 +1,7 @@
 // The API as the screens see it: GraphQL queries and mutations over fetch, subscriptions
 // over WebSocket (graphql-transport-ws), and REST for bytes. The session is a cookie.
 import { writable } from 'svelte/store';
+import { catalog } from './catalog.js';
 
 export const session = writable({ checked: false, user: null, setupRequired: false });
 
@@ -138,7 +139,12 @@ export function subscribe(query, variables, onNext, onDone = () => {}) {
   return () => socket.close();
 }
 
-export const SOURCES = ['vk', 'yadisk', 'local', 'upload'];
-// GraphQL enum names for the read model's source values.
-export const SOURCE_ENUM = { vk: 'VK', yadisk: 'YANDEX_DISK', local: 'LOCAL', upload: 'UPLOAD' };
-export const sourceKey = (value) => Object.keys(SOURCE_ENUM).find((k) => SOURCE_ENUM[k] === value) ?? value;
+export { sourceKey } from './catalog.js';
+
+const CATALOG = '{ sources { name value label kind } photoFormats { labels mimeTypes suffixes } }';
+
+/** Reads the server's sources and photo formats into `catalog` (lib/catalog.js). */
+export async function loadCatalog() {
+  const data = await gql(CATALOG);
+  catalog.set({ loaded: true, sources: data.sources, formats: data.photoFormats });
+}

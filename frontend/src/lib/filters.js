@@ -1,12 +1,13 @@
 // The gallery's current filter, shared with Export ("export what I am looking at").
 import { writable } from 'svelte/store';
+import { sourceValue } from './catalog.js';
 
 export const galleryFilter = writable({ source: '', importId: '', noFaces: false });
 
 /** The filter as the GraphQL PhotoFilter input. */
-export function toPhotoFilter(f, SOURCE_ENUM) {
+export function toPhotoFilter(f) {
   const out = {};
-  if (f.source) out.source = SOURCE_ENUM[f.source];
+  if (f.source) out.source = sourceValue(f.source);
   if (f.importId) out.importId = f.importId;
   if (f.noFaces) out.noFaces = true;
   return out;

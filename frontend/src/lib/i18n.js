@@ -1,6 +1,7 @@
 // Every string the client shows, in Russian and English. `t(key, vars)` picks the
 // current language; the choice is kept in localStorage.
 import { writable, derived } from 'svelte/store';
+import { catalog } from './catalog.js';
 import { peopleMessages } from './i18n_people.js';
 
 export const messages = {
@@ -20,7 +21,7 @@ export const messages = {
     'photo.close': 'Закрыть', 'photo.delete': 'Удалить фото', 'photo.confirmDelete': 'Удалить это фото?',
     'photo.faces': 'Лица: {n}', 'photo.score': 'уверенность', 'photo.similarity': 'сходство',
     'photo.source': 'Источник', 'photo.size': 'Размер', 'photo.imported': 'Импортировано', 'photo.status': 'Состояние',
-    'search.title': 'Поиск по образцу', 'search.drop': 'Перетащите сюда JPG, PNG, WEBP или HEIC с лицом — или выберите файл',
+    'search.title': 'Поиск по образцу', 'search.drop': 'Перетащите сюда {formats} с лицом — или выберите файл',
     'search.choose': 'Выбрать файл', 'search.pick': 'На снимке несколько лиц — выберите нужное',
     'search.threshold': 'Порог сходства: {n} %', 'search.results': 'Найдено: {n}', 'search.none': 'Совпадений выше порога нет',
     'search.coords': 'координаты', 'search.same': 'тот же человек', 'search.different': 'другой человек',
@@ -84,9 +85,9 @@ export const messages = {
     'err.photo_too_large': 'Файл слишком большой: можно не больше {limit_megabytes} МБ',
     'err.TOO_MANY_FILES': 'Слишком много файлов за раз: не больше {limit}',
     'err.EMPTY_FILE': 'Пустой файл (0 байт)',
-    'err.NOT_AN_IMAGE': 'Это не изображение: подходят JPG, PNG, WEBP и HEIC',
-    'err.unsupported_image': 'Это не изображение: подходят JPG, PNG, WEBP и HEIC',
-    'err.UNSUPPORTED_FORMAT': 'Этот формат не поддерживается: подходят JPG, PNG, WEBP и HEIC',
+    'err.NOT_AN_IMAGE': 'Это не изображение: подходят {formats}',
+    'err.unsupported_image': 'Это не изображение: подходят {formats}',
+    'err.UNSUPPORTED_FORMAT': 'Этот формат не поддерживается: подходят {formats}',
     'err.TOO_MANY_PIXELS': 'Снимок слишком большой: {megapixels} Мп, можно не больше {limit_megapixels} Мп',
     'err.TOO_MANY_PIXELS.limit': 'Снимок слишком большой: можно не больше {limit_megapixels} Мп',
     'err.IMPLAUSIBLE_HEADER': 'Файл повреждён: в заголовке заявлено больше точек, чем в нём есть данных',
@@ -137,7 +138,7 @@ export const messages = {
     'photo.close': 'Close', 'photo.delete': 'Delete photo', 'photo.confirmDelete': 'Delete this photo?',
     'photo.faces': 'Faces: {n}', 'photo.score': 'score', 'photo.similarity': 'similarity',
     'photo.source': 'Source', 'photo.size': 'Size', 'photo.imported': 'Imported', 'photo.status': 'Status',
-    'search.title': 'Search by example', 'search.drop': 'Drop a JPG, PNG, WEBP or HEIC with a face here, or choose a file',
+    'search.title': 'Search by example', 'search.drop': 'Drop a {formats} photo with a face here, or choose a file',
     'search.choose': 'Choose a file', 'search.pick': 'There are several faces: pick one',
     'search.threshold': 'Similarity threshold: {n} %', 'search.results': 'Found: {n}', 'search.none': 'No match above the threshold',
     'search.coords': 'coordinates', 'search.same': 'same person', 'search.different': 'different person',
@@ -200,9 +201,9 @@ export const messages = {
     'err.photo_too_large': 'The file is too large: at most {limit_megabytes} MB',
     'err.TOO_MANY_FILES': 'Too many files at once: at most {limit}',
     'err.EMPTY_FILE': 'Empty file (0 bytes)',
-    'err.NOT_AN_IMAGE': 'Not an image: use JPG, PNG, WEBP or HEIC',
-    'err.unsupported_image': 'Not an image: use JPG, PNG, WEBP or HEIC',
-    'err.UNSUPPORTED_FORMAT': 'This format is not supported: use JPG, PNG, WEBP or HEIC',
+    'err.NOT_AN_IMAGE': 'Not an image: use {formats}',
+    'err.unsupported_image': 'Not an image: use {formats}',
+    'err.UNSUPPORTED_FORMAT': 'This format is not supported: use {formats}',
     'err.TOO_MANY_PIXELS': 'The picture is too large: {megapixels} MP, at most {limit_megapixels} MP',
     'err.TOO_MANY_PIXELS.limit': 'The picture is too large: at most {limit_megapixels} MP',
     'err.IMPLAUSIBLE_HEADER': 'The file is damaged: its header claims more pixels than its data can hold',
@@ -248,9 +249,23 @@ lang.subscribe((value) => {
   if (typeof document !== 'undefined') document.documentElement.lang = value;
 });
 
-export const t = derived(lang, ($lang) => (key, vars = {}) => {
+// The server's format labels as a list in the language's own way ("A, B или C").
+const formatList = ($lang, $catalog) =>
+  new Intl.ListFormat($lang, { type: 'disjunction' }).format($catalog.formats.labels);
+
+export const t = derived([lang, catalog], ([$lang, $catalog]) => (key, vars = {}) => {
   const text = messages[$lang][key] ?? messages.en[key] ?? key;
-  return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ''));
+  const all = { formats: formatList($lang, $catalog), ...vars };
+  return text.replace(/\{(\w+)\}/g, (_, name) => String(all[name] ?? ''));
+});
+
+/** A source's label, by its name or its GraphQL value: the client's own words where it has
+ *  them, the server's label for a source it does not know. */
+export const sourceLabel = derived([t, catalog], ([$t, $catalog]) => (nameOrValue) => {
+  const source = $catalog.sources.find((s) => s.name === nameOrValue || s.value === nameOrValue);
+  const key = 'source.' + (source?.name ?? nameOrValue);
+  const text = $t(key);
+  return text === key ? (source?.label ?? nameOrValue) : text;
 });
 
 export const languages = Object.keys(messages);
@@ -261,9 +276,10 @@ const number = (value, language) =>
 
 /** An error as the user reads it: the server's stable `code` and `params` in the current
  *  language, never the server's own (English, technical) text. */
-export const describe = derived(lang, ($lang) => (error) => {
+export const describe = derived([lang, catalog], ([$lang, $catalog]) => (error) => {
   const code = error?.code || 'ERROR';
   const params = Object.fromEntries(Object.entries(error?.params ?? {}).map(([k, v]) => [k, number(v, $lang)]));
+  params.formats ??= formatList($lang, $catalog);
   let key = `err.${code}`;
   if (code === 'TOO_MANY_PIXELS' && params.megapixels === undefined) key = 'err.TOO_MANY_PIXELS.limit';
   const text = messages[$lang][key] ?? messages[$lang]['err.ERROR'];

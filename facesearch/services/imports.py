@@ -36,7 +36,7 @@ from commands.importers.vk_oauth import VkAuthError, exchange_code, refresh_acce
 from commands.importers.yadisk import YandexDiskSettings
 from commands.importing import ImportResult, Progress, run_import
 from domain.import_job import ImportJob, ImportNotOpen, ImportRequested
-from facesearch import metrics
+from facesearch.infra import metrics
 from facesearch.settings import Settings
 
 

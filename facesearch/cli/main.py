@@ -12,7 +12,7 @@ import typer
 
 from commands.importers import SOURCES
 from commands.importers.base import SourceSpec
-from facesearch.logging import configure_logging
+from facesearch.infra.logging import configure_logging
 from facesearch.settings import get_settings
 
 app = typer.Typer(help="Face search for photo archives.", no_args_is_help=True)
@@ -20,7 +20,7 @@ import_app = typer.Typer(help="Bring photos in.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
 try:  # model commands live with the models
-    from facesearch.cli_models import models_app
+    from facesearch.cli.models import models_app
 
     app.add_typer(models_app, name="models")
 except ImportError:  # pragma: no cover
@@ -64,7 +64,7 @@ def run(
     Milvus index; worker: face analysis on commands from the broker."""
     import signal
 
-    from facesearch import metrics
+    from facesearch.infra import metrics
     from facesearch.system import System
 
     settings = get_settings().model_copy(update={"process_role": role.value})
@@ -122,7 +122,7 @@ OwnerOption = Annotated[str | None, typer.Option(
 
 def _owner(name: str | None) -> str:
     """The id of the account named NAME, or of the only account; exit 2 with a message otherwise."""
-    from facesearch.owners import OwnerError, resolve_owner
+    from facesearch.cli.owners import OwnerError, resolve_owner
 
     try:
         return resolve_owner(get_settings(), name).id
@@ -133,7 +133,7 @@ def _owner(name: str | None) -> str:
 
 def _import_folder(folder: Path, owner: str | None) -> None:
     from commands.importers.base import SourceError
-    from facesearch.imports import import_local as run
+    from facesearch.services.imports import import_local as run
     from facesearch.system import make_app
 
     owner = _owner(owner)
@@ -168,7 +168,7 @@ def _token_from(token_env: str | None, label: str, needed: bool) -> str | None:
 def _import_remote(source: str, link: str, token_env: str | None, owner: str | None) -> None:
     from commands.importers import SOURCES
     from commands.importers.base import SourceError
-    from facesearch.imports import ImportConfigError, credential_store, needs_token, start_import
+    from facesearch.services.imports import ImportConfigError, credential_store, needs_token, start_import
     from facesearch.system import make_app
 
     owner = _owner(owner)
@@ -225,7 +225,7 @@ def import_cancel(import_id: Annotated[str, typer.Argument(help="The import's id
     """Cancel an import; a run in progress anywhere stops at its next photo."""
     from uuid import UUID
 
-    from facesearch.imports import ImportNotFound, cancel_import
+    from facesearch.services.imports import ImportNotFound, cancel_import
     from facesearch.system import make_app
 
     try:
@@ -242,7 +242,7 @@ def import_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Every import job with its status and counts, oldest first."""
-    from facesearch.imports import list_imports
+    from facesearch.services.imports import list_imports
     from facesearch.system import make_app
 
     # Unlike the other commands, no name means every account's jobs (the operator's view).
@@ -260,7 +260,7 @@ def import_list(
 @import_app.command("resume")
 def import_resume() -> None:
     """Resume every import that a crash or a stop left unfinished."""
-    from facesearch.imports import resume_open_imports
+    from facesearch.services.imports import resume_open_imports
     from facesearch.system import make_app
 
     settings = get_settings()
@@ -341,7 +341,7 @@ def search(
     """Find the photos showing the person in IMAGE (works while `facesearch up` runs)."""
     from dataclasses import asdict
 
-    from facesearch.search import FaceSearcher, SearchFilters, SearchInputError, SearchUnavailable
+    from facesearch.services.search import FaceSearcher, SearchFilters, SearchInputError, SearchUnavailable
 
     owner = _owner(owner)
 
@@ -395,7 +395,7 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Same person or not: the largest face of each photo, by direct distance."""
-    from facesearch.search import FaceSearcher, SearchInputError, SearchUnavailable
+    from facesearch.services.search import FaceSearcher, SearchInputError, SearchUnavailable
 
     async def run():
         settings, engine, index = _search_deps()
@@ -466,7 +466,7 @@ def cluster(
     from dataclasses import asdict
 
     from commands.clustering import ClusteringError
-    from facesearch.people import attach_new_faces, run_clustering
+    from facesearch.services.people import attach_new_faces, run_clustering
     from facesearch.system import offline_system
 
     owner = _owner(owner)

@@ -26,7 +26,7 @@ from commands.images import FORMATS_IN_WORDS, ImageRejected, decode_rgb
 from domain.faces import DetectedFace
 from domain.similarity import expanded_archive_faces, expansion_seeds, to_cosine
 from domain.verification import Verdict, verdict
-from facesearch import metrics
+from facesearch.infra import metrics
 from facesearch.settings import Settings
 from gpu_workers.calibration import ScoreCalibration, cross_check_accepts, load_joint_calibration
 from projections.faces import archive_face_count, faces_of_photos

@@ -1,5 +1,5 @@
-"""People use cases that need the whole system: clustering runs over the read models and
-Milvus, recorded through the command handlers in commands/people.py."""
+"""People use cases: clustering runs over the read models and Milvus, recorded through the
+command handlers in commands/people.py. They take a `PeopleArchive` (the System is one)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from commands.app import FaceSearchApp
 from commands.clustering import DEFAULT_ALGORITHM, ClusteringError
 from commands.people import (
     ATTACH_SEARCH_LIMIT,
@@ -30,14 +31,26 @@ from commands.people import (
     unassigned_candidates,
 )
 from domain.similarity import Calibration
+from facesearch.settings import Settings
 from projections.faces import archive_face_count
 from projections.people import embedded_faces
 from projections.vectors import FaceVectorIndex, filter_expression
 
-if TYPE_CHECKING:
-    from facesearch.system import System
-
 ATTACH_SEARCH_BATCH = 64  # new faces whose neighbours one Milvus request finds
+
+
+class PeopleArchive(Protocol):
+    """What the people use cases read and write: the settings, the read models, the face
+    vectors and the event store's application."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def engine(self) -> AsyncEngine: ...
+    @property
+    def vectors(self) -> FaceVectorIndex: ...
+    @property
+    def app(self) -> FaceSearchApp: ...
 
 
 async def load_face_set(
@@ -72,14 +85,14 @@ class RunSummary:
     seconds: float
 
 
-def _calibration(system: System, model: str | None, percent: float | None) -> tuple[str, Path, float]:
-    model = model or system.settings.embedder
-    percent = percent if percent is not None else system.settings.search_threshold_percent
-    return model, Path(system.settings.models_dir) / model / "calibration.json", percent  # gpu_workers.weights.calibration_path
+def _calibration(archive: PeopleArchive, model: str | None, percent: float | None) -> tuple[str, Path, float]:
+    model = model or archive.settings.embedder
+    percent = percent if percent is not None else archive.settings.search_threshold_percent
+    return model, Path(archive.settings.models_dir) / model / "calibration.json", percent  # gpu_workers.weights.calibration_path
 
 
 async def run_clustering(
-    system: System, owner: str, model: str | None = None, algorithm: str | None = None,
+    archive: PeopleArchive, owner: str, model: str | None = None, algorithm: str | None = None,
     params: dict[str, Any] | None = None, percent: float | None = None, threshold: float | None = None,
 ) -> RunSummary:
     """A full run over the owner's faces embedded by `model` (default: the workers' model),
@@ -87,18 +100,18 @@ async def run_clustering(
     (default: the search threshold, 85 %); `threshold` overrides it with a raw cosine (for
     the algorithm and for faces joining afterwards alike)."""
     started = time.perf_counter()
-    model, calibration, percent = _calibration(system, model, percent)
-    faces = await load_face_set(system.engine, system.vectors, owner, model)
+    model, calibration, percent = _calibration(archive, model, percent)
+    faces = await load_face_set(archive.engine, archive.vectors, owner, model)
     join = threshold
     if threshold is None:
         threshold = cosine_threshold(calibration, percent)
         join = join_threshold(calibration, percent, len(faces.ids))
     plan = await asyncio.to_thread(
-        record_clustering, system.app, owner, model, faces, threshold, algorithm or DEFAULT_ALGORITHM, params, join,
-        system.settings.people_min_faces,
+        record_clustering, archive.app, owner, model, faces, threshold, algorithm or DEFAULT_ALGORITHM, params, join,
+        archive.settings.people_min_faces,
     )
     # Every person after the run, the ones it kept as the owner corrected them included.
-    after = await asyncio.to_thread(peek_people, system.app, owner, model)
+    after = await asyncio.to_thread(peek_people, archive.app, owner, model)
     return RunSummary(
         owner, model, plan.algorithm, plan.parameters, len(faces.ids), len(after.persons) if after else 0,
         sum(len(v) for v in plan.attached.values()), len(plan.unassigned), round(time.perf_counter() - started, 3),
@@ -106,26 +119,26 @@ async def run_clustering(
 
 
 async def attach_new_faces(
-    system: System, owner: str, model: str | None = None, percent: float | None = None, threshold: float | None = None,
+    archive: PeopleArchive, owner: str, model: str | None = None, percent: float | None = None, threshold: float | None = None,
 ) -> dict[str, list[str]]:
     """Attaches the owner's faces that arrived since the last run to existing people by
     their nearest neighbours in Milvus (no re-clustering); returns person id → new faces."""
-    model, calibration, percent = _calibration(system, model, percent)
-    people = await asyncio.to_thread(peek_people, system.app, owner, model)
+    model, calibration, percent = _calibration(archive, model, percent)
+    people = await asyncio.to_thread(peek_people, archive.app, owner, model)
     seen = (people.seen | set(people.person_of)) if people else set()
-    faces = await load_face_set(system.engine, system.vectors, owner, model, exclude=seen)
+    faces = await load_face_set(archive.engine, archive.vectors, owner, model, exclude=seen)
     if not faces.ids or people is None:
         return {}
-    metric = system.vectors.config.metric_for(model)
+    metric = archive.vectors.config.metric_for(model)
     expression = filter_expression(owner)
     if threshold is None:
-        archive = await archive_face_count(system.engine, owner, model)
-        threshold = join_threshold(calibration, percent, archive)
+        archive_faces = await archive_face_count(archive.engine, owner, model)
+        threshold = join_threshold(calibration, percent, archive_faces)
 
     def nearest(vectors: list[np.ndarray]) -> list[list[tuple[str, float]]]:
         # Milvus answers cosine for COSINE and squared L2 otherwise (unit vectors: cos = 1 − d²/2).
         return [[(h.face_id, h.distance if metric == "COSINE" else 1.0 - h.distance / 2.0) for h in hits]
-                for hits in system.vectors.search_many(model, vectors, ATTACH_SEARCH_LIMIT, expression)]
+                for hits in archive.vectors.search_many(model, vectors, ATTACH_SEARCH_LIMIT, expression)]
 
     def attach() -> dict[str, list[str]]:
         # The new faces' neighbours, a batch a request (Milvus Lite reads its keys once a request).
@@ -137,7 +150,7 @@ async def attach_new_faces(
         def neighbours(face_id: str, vector: np.ndarray) -> list[tuple[str, float]]:
             return found[face_id] if face_id in found else nearest([vector])[0]
 
-        return record_attachments(system.app, owner, model, faces, neighbours, threshold)
+        return record_attachments(archive.app, owner, model, faces, neighbours, threshold)
 
     return await asyncio.to_thread(attach)
 
@@ -158,42 +171,42 @@ class Similarity:
         return round(float(c.percent(c.typical_score(cosine), CLUSTERING_ARCHIVE_FACES)), 1)
 
 
-async def _people_and_faces(system: System, owner: str, model: str) -> tuple[Any, FaceSet]:
-    people = await asyncio.to_thread(peek_people, system.app, owner, model)
+async def _people_and_faces(archive: PeopleArchive, owner: str, model: str) -> tuple[Any, FaceSet]:
+    people = await asyncio.to_thread(peek_people, archive.app, owner, model)
     if people is None:
         return None, FaceSet([], np.zeros((0, 1), dtype=np.float32), np.zeros(0, dtype=bool))
-    return people, await load_face_set(system.engine, system.vectors, owner, model)
+    return people, await load_face_set(archive.engine, archive.vectors, owner, model)
 
 
-async def suggest_merges(system: System, owner: str, model: str, limit: int) -> list[tuple[PersonPair, float]]:
+async def suggest_merges(archive: PeopleArchive, owner: str, model: str, limit: int) -> list[tuple[PersonPair, float]]:
     """Pairs of the owner's people that are probably one, most likely first, with their
     calibrated similarity; pairs declined ("not the same") never come back. A pair is
     suggested when its most alike faces reach the search's "same person" (85 %): measured
     on LFW, two halves of one person reach 100 %, two different people 69-77 %."""
-    model, calibration, percent = _calibration(system, model, None)
+    model, calibration, percent = _calibration(archive, model, None)
     similarity = Similarity(calibration)
-    people, faces = await _people_and_faces(system, owner, model)
+    people, faces = await _people_and_faces(archive, owner, model)
     floor = cosine_threshold(calibration, percent)
     pairs = await asyncio.to_thread(merge_suggestions, people, faces, floor, limit)
     return [(pair, similarity.percent(pair.score)) for pair in pairs]
 
 
 async def people_near(
-    system: System, owner: str, model: str, face_ids: list[str], exclude: str | None, limit: int,
+    archive: PeopleArchive, owner: str, model: str, face_ids: list[str], exclude: str | None, limit: int,
 ) -> list[tuple[str, float]]:
     """The people nearest these faces (nearest first) with calibrated similarities: for the
     merge, move and assign pickers."""
-    model, calibration, _ = _calibration(system, model, None)
+    model, calibration, _ = _calibration(archive, model, None)
     similarity = Similarity(calibration)
-    people, faces = await _people_and_faces(system, owner, model)
+    people, faces = await _people_and_faces(archive, owner, model)
     near = await asyncio.to_thread(nearest_people, people, faces, face_ids, limit, exclude)
     return [(person_id, similarity.percent(score)) for person_id, score in near]
 
 
-async def review_candidates(system: System, owner: str, model: str, limit: int) -> list[tuple[FaceCandidate, float]]:
+async def review_candidates(archive: PeopleArchive, owner: str, model: str, limit: int) -> list[tuple[FaceCandidate, float]]:
     """The owner's faces in no person, each with its best candidate person, most similar first."""
-    model, calibration, _ = _calibration(system, model, None)
+    model, calibration, _ = _calibration(archive, model, None)
     similarity = Similarity(calibration)
-    people, faces = await _people_and_faces(system, owner, model)
+    people, faces = await _people_and_faces(archive, owner, model)
     found = await asyncio.to_thread(unassigned_candidates, people, faces, limit)
     return [(c, similarity.percent(c.score)) for c in found]

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from facesearch.tansu import free_port
+from facesearch.infra.tansu import free_port
 
 
 def server_binary() -> str | None:

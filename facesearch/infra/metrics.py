@@ -3,7 +3,7 @@
 One module so that a dashboard, an alert rule and the built-in monitoring page can be
 checked against one list. Instrument code with the helpers, not by creating metrics:
 
-    from facesearch import metrics
+    from facesearch.infra import metrics
 
     with metrics.observe_stage("detect", batch=len(images)):
         boxes = detector.detect(images)
@@ -177,7 +177,7 @@ def photo_processed(outcome: str, *, faces: int = 0, photo_id: str | None = None
     id also gets its "no faces" log line here, so no caller forgets it."""
     PHOTOS_PROCESSED.labels(outcome).inc()
     if outcome == "no_faces" and photo_id is not None:
-        from facesearch.logging import log_no_faces
+        from facesearch.infra.logging import log_no_faces
 
         log_no_faces(photo_id, model=model)
     if faces:
@@ -224,7 +224,7 @@ def error(kind: str) -> None:
 
 def search_answered(seconds: float) -> None:
     """One search answered with ranked results (REST, GraphQL and the CLI all search
-    through facesearch.search.FaceSearcher.search, which calls this)."""
+    through facesearch.services.search.FaceSearcher.search, which calls this)."""
     SEARCH_SECONDS.observe(seconds)
 
 
