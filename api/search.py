@@ -1,5 +1,5 @@
 """Search by example, REST half: the example image arrives as multipart, its faces are
-found, and it is kept for a while under an id so the GraphQL `searchByExample` mutation
+found, and it is kept for a while under an id so the GraphQL `searchByExample` query
 can search with any of its faces and thresholds without uploading it again.
 
 Examples are not photos of the archive: they live in memory only, per user, and expire.
@@ -127,7 +127,7 @@ async def upload_example(
     request: Request, user: CurrentUser, file: Annotated[UploadFile, File(description=f"{FORMATS_IN_WORDS} with a face")]
 ) -> ExampleOut:
     """Finds the faces in an example photo (largest first) and keeps it for searching:
-    pass `exampleId` and a `faceIndex` to the GraphQL mutation `searchByExample`."""
+    pass `exampleId` and a `faceIndex` to the GraphQL query `searchByExample`."""
     system = request.app.state.system
     data = await read_limited(file, system.settings.max_upload_bytes)
     limit = system.settings.max_upload_bytes

@@ -10,7 +10,7 @@ cropped and re-encoded variants, written to a temporary folder): most are upload
 `startImport` mutation on the drop folder), and `--bad-uploads` corrupt files are uploaded too
 (they must come back `rejected`: a file the user got wrong, not an error of the system).
 Meanwhile `--clients` clients search by example in a loop, as the web client does
-(`POST /api/search/examples`, then the `searchByExample` mutation, with LFW portraits), a probe
+(`POST /api/search/examples`, then the `searchByExample` query, with LFW portraits), a probe
 asks `/health` every 0.5 s, and the server's RSS (its process and every child: tansu, Milvus
 Lite) is sampled every few seconds.
 
@@ -48,7 +48,7 @@ from benchmarks._common import machine, print_table
 from facesearch.settings import Settings, get_settings
 
 PASSWORD = "soak-Test-pass-5219"
-SEARCH = """mutation($id: String!) { searchByExample(input: {exampleId: $id, threshold: 85}) {
+SEARCH = """query($id: String!) { searchByExample(input: {exampleId: $id, threshold: 85}) {
   candidates photos { photoId similarity } } }"""
 START_IMPORT = 'mutation($target: String!) { startImport(input: {source: LOCAL, target: $target}) }'
 HEALTH_EVERY_S = 0.5

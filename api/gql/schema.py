@@ -472,6 +472,48 @@ async def _people_change(info: Info, action: Any, *args: Any) -> Any:
         raise GraphQLError(str(error), extensions={"code": "BAD_CORRECTION"}) from None
 
 
+async def _search_by_example(info: Info, input: SearchInput) -> SearchResult:
+    """The search by example of the query (and of the mutation kept for older clients)."""
+    from facesearch.services.search import SearchFilters, SearchInputError, SearchUnavailable, search_by_example
+
+    ctx = _ctx(info)
+    data = ctx.examples.get(ctx.user.id, input.example_id)
+    if data is None:
+        raise GraphQLError("this example has expired or is not yours: upload it again",
+                           extensions={"code": "NOT_FOUND", "reason": "EXAMPLE_EXPIRED", "params": {}})
+    filters = SearchFilters(source=input.source.value if input.source else None, import_id=input.import_id)
+    try:
+        async with cpu_slots_for(ctx.system).held():  # decode, detect, embed: a few searches at a time
+            result = await search_by_example(ctx.system, data, ctx.user.id, threshold=input.threshold,
+                                             face_index=input.face_index, filters=filters,
+                                             require_all_models=input.require_all_models)
+    except SearchInputError as error:
+        raise GraphQLError(str(error), extensions={"code": "BAD_EXAMPLE", "reason": error.code, "params": error.params}) from None
+    except SearchUnavailable as error:
+        raise GraphQLError(str(error), extensions={"code": "SEARCH_UNAVAILABLE"}) from None
+    except VectorIndexUnavailable as error:
+        raise GraphQLError(str(error), extensions={"code": error.code}) from None
+    return SearchResult(
+        model=result.model, metric=result.metric, threshold=result.threshold, candidates=result.candidates,
+        archive_faces=result.archive_faces, models=result.models, require_all_models=result.require_all_models,
+        query_face=_example_face(result.query_face), example_faces=[_example_face(f) for f in result.example_faces],
+        photos=[
+            PhotoMatch(photo_id=strawberry.ID(p.photo_id), similarity=p.similarity, faces=[
+                FaceMatch(face_id=strawberry.ID(m.face_id), face_index=m.face_index, box=_box_of(m.box),
+                          similarity=m.similarity, raw_score=m.raw_score, score=m.score,
+                          verdicts=[ModelVerdict(model=v.model, metric=v.metric, raw=v.raw, similarity=v.similarity,
+                                                 same=v.same, pair_similarity=v.pair_similarity) for v in m.verdicts],
+                          cross_check_similarity=m.cross_check_similarity, cross_check=m.cross_check,
+                          person_id=strawberry.ID(m.person_id) if m.person_id else None, person_name=m.person_name)
+                for m in p.faces
+            ])
+            # Milvus filters by owner; the read model is asked again so nothing else slips through.
+            for p in result.photos if await ctx.loaders.photos.load(p.photo_id)
+        ],
+        total_ms=result.timings_ms.get("total", 0.0),
+    )
+
+
 @strawberry.type
 class Query:
     @strawberry.field
@@ -489,6 +531,10 @@ class Query:
         _ctx(info)
         return PhotoFormats(labels=[f.label for f in FORMATS], mime_types=[m for f in FORMATS for m in f.mime_types],
                             suffixes=[x for f in FORMATS for x in f.suffixes])
+
+    @strawberry.field(description="Searches your photos for the person in an uploaded example (POST /api/search/examples)")
+    async def search_by_example(self, info: Info, input: SearchInput) -> SearchResult:
+        return await _search_by_example(info, input)
 
     @strawberry.field(description="Your photos, newest first, with cursor pagination")
     async def photos(
@@ -747,46 +793,10 @@ class Mutation:
         except ImportRefused as error:
             raise refused(error) from None
 
-    @strawberry.mutation(description="Searches your photos for the person in an uploaded example")
+    @strawberry.mutation(description="Searches your photos for the person in an uploaded example",
+                         deprecation_reason="a search only reads: use the query searchByExample (same input and answer)")
     async def search_by_example(self, info: Info, input: SearchInput) -> SearchResult:
-        from facesearch.services.search import SearchFilters, SearchInputError, SearchUnavailable, search_by_example
-
-        ctx = _ctx(info)
-        data = ctx.examples.get(ctx.user.id, input.example_id)
-        if data is None:
-            raise GraphQLError("this example has expired or is not yours: upload it again",
-                               extensions={"code": "NOT_FOUND", "reason": "EXAMPLE_EXPIRED", "params": {}})
-        filters = SearchFilters(source=input.source.value if input.source else None, import_id=input.import_id)
-        try:
-            async with cpu_slots_for(ctx.system).held():  # decode, detect, embed: a few searches at a time
-                result = await search_by_example(ctx.system, data, ctx.user.id, threshold=input.threshold,
-                                                 face_index=input.face_index, filters=filters,
-                                                 require_all_models=input.require_all_models)
-        except SearchInputError as error:
-            raise GraphQLError(str(error), extensions={"code": "BAD_EXAMPLE", "reason": error.code, "params": error.params}) from None
-        except SearchUnavailable as error:
-            raise GraphQLError(str(error), extensions={"code": "SEARCH_UNAVAILABLE"}) from None
-        except VectorIndexUnavailable as error:
-            raise GraphQLError(str(error), extensions={"code": error.code}) from None
-        return SearchResult(
-            model=result.model, metric=result.metric, threshold=result.threshold, candidates=result.candidates,
-            archive_faces=result.archive_faces, models=result.models, require_all_models=result.require_all_models,
-            query_face=_example_face(result.query_face), example_faces=[_example_face(f) for f in result.example_faces],
-            photos=[
-                PhotoMatch(photo_id=strawberry.ID(p.photo_id), similarity=p.similarity, faces=[
-                    FaceMatch(face_id=strawberry.ID(m.face_id), face_index=m.face_index, box=_box_of(m.box),
-                              similarity=m.similarity, raw_score=m.raw_score, score=m.score,
-                              verdicts=[ModelVerdict(model=v.model, metric=v.metric, raw=v.raw, similarity=v.similarity,
-                                                     same=v.same, pair_similarity=v.pair_similarity) for v in m.verdicts],
-                              cross_check_similarity=m.cross_check_similarity, cross_check=m.cross_check,
-                              person_id=strawberry.ID(m.person_id) if m.person_id else None, person_name=m.person_name)
-                    for m in p.faces
-                ])
-                # Milvus filters by owner; the read model is asked again so nothing else slips through.
-                for p in result.photos if await ctx.loaders.photos.load(p.photo_id)
-            ],
-            total_ms=result.timings_ms.get("total", 0.0),
-        )
+        return await _search_by_example(info, input)
 
     @strawberry.mutation(description="Deletes one of your photos (and its faces) from search and the gallery")
     async def delete_photo(self, info: Info, id: strawberry.ID) -> DeletePhotoResult:

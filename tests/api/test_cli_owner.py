@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from api.app import create_app
-from facesearch.cli.main import main as cli
+from facesearch.cli import main as cli
 from facesearch.settings import Settings, get_settings
 from tests.api.conftest import auth, wait_until, write_test_calibration
 from tests.fakes.images import make_image

@@ -7,7 +7,7 @@ from __future__ import annotations
 from tests.api.conftest import MAX_UPLOAD, auth
 from tests.conftest import truncated_jpeg
 
-SEARCH = "mutation($id: String!) { searchByExample(input: {exampleId: $id, threshold: 85}) { photos { photoId } } }"
+SEARCH = "query($id: String!) { searchByExample(input: {exampleId: $id, threshold: 85}) { photos { photoId } } }"
 
 
 def example(api, token, name: str, data: bytes, mime: str):
@@ -27,3 +27,17 @@ def test_search_needs_an_example_of_ones_own(api, users):
     stored = api.client.app.state.examples.put(users.ann_id, b"bytes")
     body = api.gql(users.bob, SEARCH, id=stored)
     assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+
+
+def test_search_is_a_query_and_the_old_mutation_still_answers_deprecated(api, users):
+    """searchByExample only reads, so it is a query; the mutation of the same name stays for
+    clients written before, marked deprecated, and runs the same resolver."""
+    stored = api.client.app.state.examples.put(users.ann_id, b"not an image")
+    as_query = api.gql(users.ann, SEARCH, id=stored)
+    as_mutation = api.gql(users.ann, SEARCH.replace("query(", "mutation(", 1), id=stored)
+    assert as_query["errors"][0]["extensions"]["code"] == "BAD_EXAMPLE"
+    assert as_mutation["errors"][0]["extensions"] == as_query["errors"][0]["extensions"]
+    fields = api.gql(users.ann, '{ __type(name: "Mutation") { fields(includeDeprecated: true) { name isDeprecated } } }')
+    deprecated = {f["name"]: f["isDeprecated"] for f in fields["data"]["__type"]["fields"]}
+    assert deprecated["searchByExample"] is True
+    assert not any(v for k, v in deprecated.items() if k != "searchByExample")

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from domain.envelope import partition_for
-from facesearch.cli.main import main as cli
+from facesearch.cli import main as cli
 from facesearch.services.imports import import_local
 from facesearch.settings import Settings
 from facesearch.system import System, UnknownProjection

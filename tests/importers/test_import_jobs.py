@@ -587,7 +587,7 @@ def test_cli_imports_lists_and_cancels_without_a_token_on_the_command_line(world
 
     from typer.testing import CliRunner
 
-    from facesearch.cli.main import main as cli
+    from facesearch.cli import main as cli
     from facesearch.settings import get_settings
 
     world.vk.add_community(123, "club_photos", [12])

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facesearch.cli.main import models as cli_models
+from facesearch.cli import models as cli_models
 from facesearch.settings import Settings
 from gpu_workers import weights
 from gpu_workers.embedders.arcface import WHEEL as INSIGHTFACE_WHEEL

@@ -10,7 +10,7 @@ import httpx
 
 from tests.ops.conftest import PHOTOS, sample_value
 
-SEARCH = "mutation($id: String!) { searchByExample(input: {exampleId: $id, threshold: 80}) { photos { photoId } } }"
+SEARCH = "query($id: String!) { searchByExample(input: {exampleId: $id, threshold: 80}) { photos { photoId } } }"
 
 
 def search_points(system) -> list:

@@ -16,7 +16,7 @@ import pytest
 
 from tests.reliability.server import UpProcess
 
-SEARCH = """mutation($id: String!) { searchByExample(input: {exampleId: $id, threshold: 80}) {
+SEARCH = """query($id: String!) { searchByExample(input: {exampleId: $id, threshold: 80}) {
   candidates photos { photoId similarity } } }"""
 CLUSTER = "mutation { clusterPeople { faces people } }"
 ANALYSED_WITHIN_S = 90
