@@ -58,8 +58,10 @@ FORMATS = (
                 lambda data: data[4:8] == b"ftyp" and data[8:12] in _HEIC_BRANDS),
 )
 ACCEPTED_FORMATS = {f.name: f.mime_types[0] for f in FORMATS}
-IMAGE_MIME_TYPES = frozenset(mime for f in FORMATS for mime in f.mime_types)
-PHOTO_SUFFIXES = frozenset(suffix for f in FORMATS for suffix in f.suffixes)
+MIME_TYPES_IN_ORDER = tuple(mime for f in FORMATS for mime in f.mime_types)  # as a file picker lists them
+SUFFIXES_IN_ORDER = tuple(suffix for f in FORMATS for suffix in f.suffixes)
+IMAGE_MIME_TYPES = frozenset(MIME_TYPES_IN_ORDER)
+PHOTO_SUFFIXES = frozenset(SUFFIXES_IN_ORDER)
 FORMATS_IN_WORDS = ", ".join(f.label for f in FORMATS[:-1]) + " or " + FORMATS[-1].label  # "JPG, PNG, WebP or HEIC"
 
 

@@ -27,7 +27,7 @@ from api.gql.context import Context, SignedInContext, make_loaders
 from api.gql.errors import Schema
 from api.gql.limits import limit_extensions
 from api.imports import ImportRefused
-from commands.images import FORMATS
+from commands.images import FORMATS, MIME_TYPES_IN_ORDER, SUFFIXES_IN_ORDER
 from commands.importers import SOURCES
 from projections.vectors import VectorIndexUnavailable
 
@@ -529,8 +529,8 @@ class Query:
     @strawberry.field(name="photoFormats", description="The photo formats uploads, imports and search take")
     def photo_formats(self, info: Info) -> PhotoFormats:
         _ctx(info)
-        return PhotoFormats(labels=[f.label for f in FORMATS], mime_types=[m for f in FORMATS for m in f.mime_types],
-                            suffixes=[x for f in FORMATS for x in f.suffixes])
+        return PhotoFormats(labels=[f.label for f in FORMATS], mime_types=list(MIME_TYPES_IN_ORDER),
+                            suffixes=list(SUFFIXES_IN_ORDER))
 
     @strawberry.field(description="Searches your photos for the person in an uploaded example (POST /api/search/examples)")
     async def search_by_example(self, info: Info, input: SearchInput) -> SearchResult:

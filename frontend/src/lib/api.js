@@ -139,9 +139,7 @@ export function subscribe(query, variables, onNext, onDone = () => {}) {
   return () => socket.close();
 }
 
-export { sourceKey } from './catalog.js';
-
-const CATALOG = '{ sources { name value label kind } photoFormats { labels mimeTypes suffixes } }';
+const CATALOG = '{ sources { name value label } photoFormats { labels mimeTypes suffixes } }';
 
 /** Reads the server's sources and photo formats into `catalog` (lib/catalog.js). */
 export async function loadCatalog() {
