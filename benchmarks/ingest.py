@@ -82,7 +82,7 @@ async def run(args: argparse.Namespace) -> dict:
         )
         system = System(settings)
         project_s = [0.0]
-        handle = system.runner.handle
+        handle = system.runner.handle_batch
 
         async def timed_handle(*a, **k):  # time spent applying events to the read models
             t = time.perf_counter()
@@ -91,7 +91,7 @@ async def run(args: argparse.Namespace) -> dict:
             finally:
                 project_s[0] += time.perf_counter() - t
 
-        system.runner.handle = timed_handle
+        system.runner.handle_batch = timed_handle
         await system.start(workers=True)  # one in-process worker (2 cores: more would only compete)
         start = time.perf_counter()
         result = await asyncio.to_thread(import_local, system.app, settings, str(work / "album"), owner="bench", operator=True)

@@ -86,3 +86,59 @@ def test_faces_round_trip_through_dicts(detectors, photo):
     face = detectors["retinaface"].detect(photo("photos/astronaut.png"))[0]
     assert DetectedFace.from_dict(json.loads(json.dumps(face.to_dict()))) == face
     assert isinstance(face.score, float) and np.isfinite(face.quality.blur)
+
+
+# WIDER FACE crowd photos (../shared/data/wider) where many faces are 10 to 50 px.
+CROWDS = [
+    "0--Parade/0_Parade_marchingband_1_768.jpg", "20--Family_Group/20_Family_Group_Family_Group_20_540.jpg",
+    "19--Couple/19_Couple_Couple_19_743.jpg", "4--Dancing/4_Dancing_Dancing_4_57.jpg", "0--Parade/0_Parade_Parade_0_639.jpg",
+]
+
+
+def _count_runs(detector) -> list[int]:
+    runs = [0]
+    run = detector._run
+
+    def counted(*args, **kwargs):
+        runs[0] += 1
+        return run(*args, **kwargs)
+
+    detector._run = counted
+    return runs
+
+
+def test_zoom_finds_the_small_faces_of_crowds_and_keeps_the_first_pass(detectors, models_dir, data_dir):
+    """RetinaFace's default takes a second, zoomed look where it saw small faces: on crowd
+    photos it finds labelled faces the single pass misses, adds no face that matches no label,
+    and every face of the single pass stays with the same box (embeddings depend on it)."""
+    import json
+
+    from benchmarks.detection import match_image
+    from gpu_workers.detectors.retinaface import RetinaFaceDetector
+    from gpu_workers.evaluation import read_rgb
+
+    labels = {e["path"]: e["faces"] for e in json.loads((data_dir / "wider" / "boxes.json").read_text())}
+    default, single = detectors["retinaface"], RetinaFaceDetector(models_dir, use_gpu=False, zoom_small_faces=False)
+    hits = {"default": 0, "single": 0}
+    for name in CROWDS:
+        image, truth = read_rgb(data_dir / "wider" / "images" / name), labels[f"images/{name}"]
+        found = {"default": default.detect(image), "single": single.detect(image)}
+        for kind, faces in found.items():
+            counts = match_image([(f.box, f.score) for f in faces], truth, 24)
+            assert counts["fp"] == 0, (kind, name)
+            hits[kind] += counts["tp_large"] + counts["tp_small"]
+        for face in found["single"]:
+            assert any(f.box == face.box for f in found["default"]), name
+    assert hits["single"] <= 45 and hits["default"] >= hits["single"] + 12, hits
+
+
+def test_portraits_take_one_pass(detectors, photo):
+    """Faces large enough for the first pass cost no second one."""
+    detector = detectors["retinaface"]
+    runs = _count_runs(detector)
+    try:
+        assert len(detector.detect(photo("photos/astronaut.png"))) == 1
+        assert len(detector.detect(photo("photos/insightface/t1.jpg"))) == 6
+        assert runs[0] == 2
+    finally:
+        del detector._run
