@@ -13,7 +13,7 @@ from __future__ import annotations
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,7 +40,7 @@ class CoreSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACESEARCH_", env_nested_delimiter="__", extra="ignore")
 
     profile: Profile = Profile.embedded
-    # Where the embedded profile keeps its files (event store, read models, blobs, Milvus Lite).
+    # Where the embedded profile keeps its files (event store, read models, blobs, Milvus).
     var_dir: Path = PROJECT_ROOT / "var"
     # Evaluation photos and test-only model files, never committed (see ../shared).
     data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"
@@ -65,8 +65,13 @@ class CoreSettings(BaseSettings):
     partitions: int = 4
     consumer_group: str = "facesearch"
 
-    # Milvus: empty means a Milvus Lite file under var_dir.
+    # Milvus: empty means the embedded store under var_dir, which `milvus_embedded` chooses:
+    # "server", the Milvus server of the PyPI package `milvus` (var_dir/milvus-server, started
+    # by the first process that needs it), or "lite", the Milvus Lite file var_dir/milvus.db,
+    # which answers a search at 100,000 faces in ~80 ms p95 against ~10 ms (docs/benchmarks.md).
+    # Without the server installed, "server" falls back to Lite with a warning.
     milvus_uri: str = ""
+    milvus_embedded: Literal["server", "lite"] = "server"
     milvus_token: SecretStr = SecretStr("")
     # Index of every face collection: HNSW, or IVF_PQ (on a Milvus server; Milvus Lite has no
     # IVF_PQ and falls back to IVF_SQ8 with a warning).

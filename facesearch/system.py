@@ -25,7 +25,7 @@ from commands.reconciler import Progress, Reconciler, Unfinished
 from commands.reembedding import Reembedder
 from commands.relay import ConsumerPosition, OutboxRelay, relay_published
 from domain.envelope import EventEnvelope, partition_for
-from facesearch.infra import metrics, milvus_lite
+from facesearch.infra import metrics, milvus_lite, milvus_server
 from facesearch.infra.tansu import TansuBroker
 from facesearch.infra.transport import BrokerTransport
 from facesearch.services.search import FaceSearcher
@@ -39,7 +39,7 @@ from projections.photos import imports_projection, photos_projection
 from projections.replay import replay
 from projections.runner import Outcome, ProjectionRunner
 from projections.tables import checkpoints
-from projections.vectors import FaceVectorIndex, IndexConfig, VectorProjection
+from projections.vectors import FaceVectorIndex, IndexConfig, VectorIndexUnavailable, VectorProjection
 
 # The projections that need nothing but the read-model database; each System adds
 # "vectors" (the Milvus projection), bound to its own Milvus connection.
@@ -77,9 +77,19 @@ def index_config(settings: Settings) -> IndexConfig:
 
 
 def make_vector_index(settings: Settings) -> FaceVectorIndex:
-    """The configured Milvus; for the Milvus Lite file, the server of a running `facesearch up`
-    when there is one (the file cannot be opened twice; see facesearch/infra/milvus_lite.py)."""
+    """The configured Milvus. Embedded: the Milvus server under var_dir, started by the first
+    process that connects (facesearch/infra/milvus_server.py), or the Milvus Lite file, served
+    by a running `facesearch up` when there is one (it cannot be opened twice; see
+    facesearch/infra/milvus_lite.py)."""
     config = index_config(settings)
+    if not settings.milvus_uri and settings.milvus_embedded == "server":
+        if milvus_server.server_binary() is not None:
+            embedded = milvus_server.SharedMilvusServer(settings.var_dir)
+            return FaceVectorIndex(str(embedded.data_dir), config, lite=False, server=embedded)
+        logger.warning(
+            "the Milvus server is not installed (pip install 'facesearch[milvus-server]'): using Milvus Lite, "
+            "which searches 100,000 faces about 8 times slower (docs/benchmarks.md)"
+        )
     if not settings.milvus_uri:
         shared = milvus_lite.running_server(settings.var_dir, settings.resolved_milvus_uri())
         if shared is not None:
@@ -151,7 +161,7 @@ class System:
         metrics.start_resource_sampler(self.settings.process_role)
         await self.prepare_read_models()
         if projections:
-            await self._advertise_milvus_lite()
+            await self._open_vector_store()
         self.transport = await self._connect_broker()
         if workers if workers is not None else (reconcile and self.settings.run_workers):
             await self.add_worker()
@@ -183,8 +193,35 @@ class System:
         """Runs `job` every `seconds` until the system stops."""
         self._tasks.append(asyncio.create_task(self._every(seconds, job)))
 
+    async def _open_vector_store(self) -> None:
+        """The process that projects holds the embedded store: it starts (or joins) the embedded
+        server as its own now, not at the first search; it serves the Milvus Lite file to let
+        the CLI search beside it. A store that lost every face is rebuilt from the events."""
+        try:
+            if isinstance(self.vectors.server, milvus_server.SharedMilvusServer):
+                self.vectors.server.service = True
+                await asyncio.to_thread(lambda: self.vectors.client)
+            await self._advertise_milvus_lite()
+            await self._rebuild_lost_vectors()
+        except VectorIndexUnavailable as error:  # logged where it failed; the vectors projection retries
+            logger.error("starting without the face index: {}", error)
+
+    async def _rebuild_lost_vectors(self) -> None:
+        """The read models say faces were embedded, the vector store holds none of a model's:
+        a new store (Milvus Lite to the embedded server, a new milvus_uri) or a deleted
+        folder. Rebuilt from the event log, or search would find nothing and say nothing."""
+        progress = await queries.embedding_progress(self.engine, self.settings.embedders)
+        for model, counts in progress.items():
+            if counts["embedded"] and not await asyncio.to_thread(self.vectors.count, model, strong=True):
+                logger.warning(
+                    "the vector store ({}) holds none of the {} faces {} embedded: rebuilding it from the event log",
+                    self.vectors.uri, counts["embedded"], model,
+                )
+                applied = await self.replay(["vectors"])
+                logger.info("vector store rebuilt from {} events", applied["vectors"])
+                return
+
     async def _advertise_milvus_lite(self) -> None:
-        """The process that projects into the Milvus Lite file holds it: it lets the CLI search beside it."""
         if not (self.vectors.lite and self.vectors.uri == self.settings.resolved_milvus_uri()):
             return
         try:
@@ -411,7 +448,7 @@ class System:
 
     async def close(self) -> None:
         """Releases what a System holds that was never started (a one-off command's)."""
-        self.vectors.close()
+        await asyncio.to_thread(self.vectors.shutdown)
         await self.engine.dispose()
         self.app.close()
 

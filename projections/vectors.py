@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import sqlalchemy as sa
@@ -140,13 +140,27 @@ def _is_disconnected(error: Exception) -> bool:
     return "fail connecting" in text or "unavailable" in text or "too many pings" in text
 
 
+class ServerHandle(Protocol):
+    """A Milvus server that is located (or started) when a client connects."""
+
+    def uri(self) -> str: ...
+
+    def release(self) -> None: ...
+
+
 class FaceVectorIndex:
     """Face collections in Milvus (Lite file or server). Synchronous: call it off the event loop."""
 
-    def __init__(self, uri: str, config: IndexConfig, token: str = "", lite: bool | None = None) -> None:
+    def __init__(
+        self, uri: str, config: IndexConfig, token: str = "", lite: bool | None = None,
+        server: ServerHandle | None = None,
+    ) -> None:
+        """`server`: a server found (or started) when connecting, whose `uri()` is asked
+        then (`uri` only names it) and whose `release()` `shutdown` calls."""
         self.uri = uri
         self.config = config
         self.token = token
+        self.server = server
         self._client: Any = None
         # A file path is Milvus Lite; so is another process's Lite server (`lite=True`).
         self.lite = not uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:")) if lite is None else lite
@@ -178,10 +192,15 @@ class FaceVectorIndex:
         options: dict[str, Any] = {"grpc_options": LITE_GRPC_OPTIONS} if self.lite else {}
         if self.token:
             options["token"] = self.token
+        try:
+            address = self.server.uri() if self.server is not None else self.uri
+        except RuntimeError as error:  # the embedded server could not be started or reached
+            logger.error("cannot reach Milvus ({}): {}", self.uri, error)
+            raise VectorIndexUnavailable("Milvus") from error
         deadline = time.monotonic() + CONNECT_PATIENCE_S
         while True:
             try:
-                return MilvusClient(self.uri, **options)
+                return MilvusClient(address, **options)
             except Exception as error:
                 if time.monotonic() >= deadline:
                     logger.error("cannot open Milvus at {}: {}", self.uri if self.lite else "the configured server", error)
@@ -360,12 +379,14 @@ class FaceVectorIndex:
         with self._flushing:
             self._unflushed.clear()
 
-    def count(self, model: str, filter_expr: str = "") -> int:
-        """Faces in the model's collection (matching `filter_expr`, when given)."""
+    def count(self, model: str, filter_expr: str = "", *, strong: bool = False) -> int:
+        """Faces in the model's collection (matching `filter_expr`, when given); `strong`: with
+        every write so far (a server's "Bounded" misses the last moment's)."""
         name = collection_name(model)
         if not self._call(lambda: self.client.has_collection(name)):
             return 0
-        rows = self._on_loaded(name, lambda: self.client.query(name, filter=filter_expr, output_fields=["count(*)"]))
+        level = {"consistency_level": "Strong"} if strong else {}
+        rows = self._on_loaded(name, lambda: self.client.query(name, filter=filter_expr, output_fields=["count(*)"], **level))
         return int(rows[0]["count(*)"])
 
     def search(self, model: str, vector: np.ndarray, limit: int, filter_expr: str = "") -> list[VectorHit]:
@@ -406,6 +427,12 @@ class FaceVectorIndex:
                 logger.debug("closing the Milvus client: {}", error)
             self._client = None
             self._loaded.clear()
+
+    def shutdown(self) -> None:
+        """`close`, then stop the server this process started for it (if it did)."""
+        self.close()
+        if self.server is not None:
+            self.server.release()
 
 
 def filter_expression(

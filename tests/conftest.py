@@ -15,6 +15,11 @@ from PIL import Image
 from facesearch.infra.tansu import TansuBroker
 from facesearch.settings import Settings
 
+# The suite's embedded Milvus is the Lite file (opened in-process in a second); the tests of the
+# quick start's default, the embedded Milvus server, ask for it by name (tests/reliability/
+# test_restart.py, tests/reliability/test_embedded_milvus.py).
+os.environ.setdefault("FACESEARCH_MILVUS_EMBEDDED", "lite")
+
 PG_ADMIN_DSN = os.environ.get("FACESEARCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 

@@ -355,7 +355,7 @@ def search(
             )
         finally:
             await engine.dispose()
-            index.close()
+            index.shutdown()
 
     try:
         result = asyncio.run(run())

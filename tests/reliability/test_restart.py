@@ -7,6 +7,8 @@ keeps collections released, and searchByExample and clusterPeople answered
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -125,3 +127,60 @@ def test_search_after_restart(profile, stop_signal, tmp_path, fresh_tansu, data_
     finally:
         server.stop(signal.SIGTERM) if server.process and server.process.poll() is None else None
         server.kill_session()
+
+
+def stop_left_server(var_dir: Path) -> None:
+    """At teardown: the embedded Milvus server a failed test may have left running."""
+    try:
+        os.killpg(int(json.loads((var_dir / "milvus-server.json").read_text())["server_pid"]), signal.SIGKILL)
+    except (OSError, ValueError, KeyError):
+        pass
+
+
+def test_moving_to_the_embedded_server_keeps_every_face_through_a_kill9(tmp_path, fresh_tansu, data_dir, models_dir):
+    """The quick start's default store: an archive made on Milvus Lite is rebuilt into the
+    embedded Milvus server at the first start on it; after a kill -9 (which leaves the server
+    running on its own) the next start stops that server, starts its own on the same data,
+    and searches find what they found before."""
+    settings = {
+        "var_dir": tmp_path / "var", "models_dir": models_dir, "kafka_bootstrap": fresh_tansu.bootstrap,
+        "topic_prefix": f"m{tmp_path.name[-10:].replace('-', '_')}", "worker_use_gpu": "false",
+        "redelivery_after_seconds": 2.0, "worker_max_wait_ms": 100, "worker_session_timeout_ms": 6000,
+        "milvus_embedded": "lite",
+    }
+    stored, example = pick_photos(data_dir)
+    server = UpProcess(settings, tmp_path / "up.log")
+    try:
+        client = Client(server.start())
+        client.sign_in(first=True)
+        files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in stored]
+        assert client.http.post("/api/photos", files=files, headers=client.auth).status_code == 201
+        client.wait_analysed(len(stored))
+        before = until_searchable(client, example, len(stored))
+        server.stop(signal.SIGTERM)
+
+        server.env["FACESEARCH_MILVUS_EMBEDDED"] = "server"
+        client = Client(server.start(timeout=180))
+        client.sign_in(first=False)
+        assert search_and_cluster(client, example) == before  # rebuilt from the events before answering
+        assert (tmp_path / "var" / "milvus-server.json").exists()
+        log = server.tail(200_000)
+        assert "rebuilding it from the event log" in log, log[-3000:]
+
+        server.stop(signal.SIGKILL)
+        client = Client(server.start(timeout=180))
+        client.sign_in(first=False)
+        assert search_and_cluster(client, example) == before
+        log = server.tail(200_000)
+        assert "a killed process left running" in log, log[-3000:]
+        assert log.count("rebuilding it from the event log") == 1  # the server kept its faces
+        assert "call load()" not in log and "Traceback" not in log, log[-3000:]
+        milvus = json.loads((tmp_path / "var" / "milvus-server.json").read_text())["server_pid"]
+        server.stop(signal.SIGTERM)
+        assert not (tmp_path / "var" / "milvus-server.json").exists()
+        with pytest.raises(ProcessLookupError):  # the server stopped with its owner
+            os.killpg(milvus, 0)
+    finally:
+        server.stop(signal.SIGTERM) if server.process and server.process.poll() is None else None
+        server.kill_session()
+        stop_left_server(tmp_path / "var")
