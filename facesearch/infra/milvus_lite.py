@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
-from urllib.parse import urlparse
+
+from facesearch.infra.milvus_server import answers
 
 ADVERTISEMENT = "milvus-lite.json"
 
@@ -52,12 +52,7 @@ def running_server(var_dir: Path, database: str) -> str | None:
         return None
     if pid == os.getpid() or entry.get("database") != os.path.abspath(database) or not _alive(pid):
         return None
-    address = urlparse(uri)
-    try:
-        with socket.create_connection((address.hostname or "127.0.0.1", address.port or 0), timeout=1.0):
-            return uri
-    except OSError:  # a stale file left by a killed process
-        return None
+    return uri if answers(uri) else None  # not answering: a stale file left by a killed process
 
 
 def _alive(pid: int) -> bool:

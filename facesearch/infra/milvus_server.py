@@ -164,7 +164,7 @@ class SharedMilvusServer:
                 if self._take_lock():
                     return self._start()
                 entry = self._advertised()
-                if entry and (entry.get("service") or not self.service) and _answers(entry["uri"]):
+                if entry and (entry.get("service") or not self.service) and answers(entry["uri"]):
                     return str(entry["uri"])
                 if time.monotonic() >= deadline:
                     owner = entry.get("pid") if entry else "another process"
@@ -230,7 +230,8 @@ class SharedMilvusServer:
             self._lock = None
 
 
-def _answers(uri: str) -> bool:
+def answers(uri: str) -> bool:
+    """Whether something accepts connections at `uri`'s host and port."""
     address = urlparse(uri)
     try:
         with socket.create_connection((address.hostname or "127.0.0.1", address.port or 0), timeout=1.0):

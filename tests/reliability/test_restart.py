@@ -96,27 +96,38 @@ def until_searchable(client: Client, example: Path, stored: int) -> tuple[set[st
         time.sleep(1.0)
 
 
+def up_settings(tmp_path: Path, tansu, models_dir: Path, prefix: str) -> dict:
+    """The settings of a `facesearch up` that restarts quickly, on the test's own topics."""
+    return {
+        "var_dir": tmp_path / "var", "models_dir": models_dir, "kafka_bootstrap": tansu.bootstrap,
+        "topic_prefix": f"{prefix}{tmp_path.name[-10:].replace('-', '_')}", "worker_use_gpu": "false",
+        "redelivery_after_seconds": 2.0, "worker_max_wait_ms": 100, "worker_session_timeout_ms": 6000,
+    }
+
+
+def store_and_search(server: UpProcess, stored: list[Path], example: Path) -> tuple[set[str], int]:
+    """Starts `server`, makes the first account, uploads `stored` and waits until a search of
+    `example` finds them all: what the test compares after each restart."""
+    client = Client(server.start())
+    client.sign_in(first=True)
+    files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in stored]
+    assert client.http.post("/api/photos", files=files, headers=client.auth).status_code == 201
+    client.wait_analysed(len(stored))
+    return until_searchable(client, example, len(stored))
+
+
 @pytest.mark.parametrize(("profile", "stop_signal"), [
     ("sqlite", signal.SIGTERM), ("sqlite", signal.SIGKILL), ("postgres", signal.SIGKILL),
 ], ids=["sqlite-sigterm", "sqlite-kill9", "postgres-kill9"])
 def test_search_after_restart(profile, stop_signal, tmp_path, fresh_tansu, data_dir, models_dir, request):
-    settings = {
-        "var_dir": tmp_path / "var", "models_dir": models_dir, "kafka_bootstrap": fresh_tansu.bootstrap,
-        "topic_prefix": f"r{tmp_path.name[-10:].replace('-', '_')}", "worker_use_gpu": "false",
-        "redelivery_after_seconds": 2.0, "worker_max_wait_ms": 100, "worker_session_timeout_ms": 6000,
-    }
+    settings = up_settings(tmp_path, fresh_tansu, models_dir, "r")
     if profile == "postgres":
         dsn = request.getfixturevalue("pg_database")
         settings |= {"event_store_dsn": dsn, "read_model_url": dsn}
     stored, example = pick_photos(data_dir)
     server = UpProcess(settings, tmp_path / "up.log")
     try:
-        client = Client(server.start())
-        client.sign_in(first=True)
-        files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in stored]
-        assert client.http.post("/api/photos", files=files, headers=client.auth).status_code == 201
-        client.wait_analysed(len(stored))
-        before = until_searchable(client, example, len(stored))
+        before = store_and_search(server, stored, example)
 
         server.stop(stop_signal)
         client = Client(server.start())
@@ -142,21 +153,11 @@ def test_moving_to_the_embedded_server_keeps_every_face_through_a_kill9(tmp_path
     embedded Milvus server at the first start on it; after a kill -9 (which leaves the server
     running on its own) the next start stops that server, starts its own on the same data,
     and searches find what they found before."""
-    settings = {
-        "var_dir": tmp_path / "var", "models_dir": models_dir, "kafka_bootstrap": fresh_tansu.bootstrap,
-        "topic_prefix": f"m{tmp_path.name[-10:].replace('-', '_')}", "worker_use_gpu": "false",
-        "redelivery_after_seconds": 2.0, "worker_max_wait_ms": 100, "worker_session_timeout_ms": 6000,
-        "milvus_embedded": "lite",
-    }
+    settings = up_settings(tmp_path, fresh_tansu, models_dir, "m") | {"milvus_embedded": "lite"}
     stored, example = pick_photos(data_dir)
     server = UpProcess(settings, tmp_path / "up.log")
     try:
-        client = Client(server.start())
-        client.sign_in(first=True)
-        files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in stored]
-        assert client.http.post("/api/photos", files=files, headers=client.auth).status_code == 201
-        client.wait_analysed(len(stored))
-        before = until_searchable(client, example, len(stored))
+        before = store_and_search(server, stored, example)
         server.stop(signal.SIGTERM)
 
         server.env["FACESEARCH_MILVUS_EMBEDDED"] = "server"
